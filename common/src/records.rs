@@ -1,0 +1,278 @@
+//! Line records of the bundle's JSON Lines members: file changes, processes, sockets,
+//! log lines and mounts. One schema each; the collector writes them and the analyzer
+//! reads them, so they live here.
+
+use crate::tarcodec::{EntryHeader, EntryType};
+use crate::text::{b64, b64_decode, ByteText};
+use serde::{Deserialize, Serialize};
+
+/// Where a captured file came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    Upper,
+    Tmpfs,
+    RuntimeFile,
+    Volume,
+}
+
+/// How an entry differs from the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChangeKind {
+    Added,
+    Modified,
+    Deleted,
+    OpaqueDir,
+}
+
+/// File type as found on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileType {
+    File,
+    Dir,
+    Symlink,
+    Fifo,
+    Char,
+    Block,
+    Socket,
+    /// A deletion marker: an overlay 0/0 character device, stored as an OCI `.wh.` file.
+    Whiteout,
+}
+
+/// One extended attribute; the value is base64 since it is binary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Xattr {
+    pub name: ByteText,
+    pub value_b64: String,
+}
+
+/// One line of exhibit/fs/changes.jsonl: one entry of a content tree, authoritative for
+/// its tar header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeRecord {
+    /// The tar member, e.g. `rootfs/etc/passwd`.
+    pub member: ByteText,
+    /// The absolute path in the container, e.g. `/etc/passwd`.
+    pub path: ByteText,
+    pub source: Source,
+    pub kind: ChangeKind,
+    #[serde(rename = "type")]
+    pub file_type: FileType,
+    /// Permission bits including setuid, setgid and sticky.
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    /// The file's size on disk.
+    pub size: u64,
+    /// Bytes of content in the bundle.
+    pub stored_size: u64,
+    pub atime_ns: i64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub btime_ns: Option<i64>,
+    /// sha256 of the stored bytes (regular files only).
+    pub sha256: Option<String>,
+    /// Symlink target as read with readlinkat.
+    pub link_target: Option<ByteText>,
+    /// For the second and later names of a hard-linked file: the member holding the content.
+    pub hardlink_to: Option<ByteText>,
+    /// Host inode of a file with several links, shared by every name of the group.
+    pub hardlink_group: Option<u64>,
+    pub nlink: u64,
+    pub rdev_major: u32,
+    pub rdev_minor: u32,
+    pub xattrs: Vec<Xattr>,
+    /// False where content was not taken; `reason` says why.
+    pub captured: bool,
+    pub reason: Option<String>,
+    /// Notes such as `metacopy`, `redirect`, `changed-during-read`.
+    pub flags: Vec<String>,
+}
+
+impl ChangeRecord {
+    /// The canonical tar header of this record's member.
+    pub fn tar_header(&self) -> EntryHeader {
+        let (kind, link) = if let Some(target) = &self.hardlink_to {
+            (EntryType::Hardlink, Some(target.0.clone()))
+        } else {
+            match self.file_type {
+                FileType::Dir => (EntryType::Dir, None),
+                FileType::Symlink => (
+                    EntryType::Symlink,
+                    Some(
+                        self.link_target
+                            .as_ref()
+                            .map(|t| t.0.clone())
+                            .unwrap_or_default(),
+                    ),
+                ),
+                FileType::Fifo => (EntryType::Fifo, None),
+                FileType::Char => (EntryType::Char, None),
+                FileType::Block => (EntryType::Block, None),
+                FileType::File | FileType::Socket | FileType::Whiteout => (EntryType::File, None),
+            }
+        };
+        let mut xattrs: Vec<(Vec<u8>, Vec<u8>)> = self
+            .xattrs
+            .iter()
+            .map(|x| {
+                (
+                    x.name.0.clone(),
+                    b64_decode(&x.value_b64).unwrap_or_default(),
+                )
+            })
+            .collect();
+        xattrs.sort();
+        EntryHeader {
+            path: self.member.0.clone(),
+            kind,
+            mode: self.mode & 0o7777,
+            uid: self.uid,
+            gid: self.gid,
+            size: if kind == EntryType::File {
+                self.stored_size
+            } else {
+                0
+            },
+            mtime_ns: self.mtime_ns as i128,
+            link,
+            dev_major: if matches!(kind, EntryType::Char | EntryType::Block) {
+                self.rdev_major
+            } else {
+                0
+            },
+            dev_minor: if matches!(kind, EntryType::Char | EntryType::Block) {
+                self.rdev_minor
+            } else {
+                0
+            },
+            xattrs,
+        }
+    }
+
+    /// Value of an extended attribute, if present.
+    pub fn xattr(&self, name: &[u8]) -> Option<Vec<u8>> {
+        self.xattrs
+            .iter()
+            .find(|x| x.name.0 == name)
+            .and_then(|x| b64_decode(&x.value_b64))
+    }
+}
+
+/// Builds an [`Xattr`] from raw bytes.
+pub fn xattr(name: &[u8], value: &[u8]) -> Xattr {
+    Xattr {
+        name: ByteText(name.to_vec()),
+        value_b64: b64(value),
+    }
+}
+
+/// A list capped by the limits of DESIGN.md section 3.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CappedList {
+    pub items: Vec<ByteText>,
+    pub truncated: bool,
+    /// Size of the original, in bytes.
+    pub original_bytes: u64,
+    /// Entries of the original.
+    pub original_entries: u64,
+}
+
+/// An open file descriptor of a process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdInfo {
+    pub fd: i32,
+    /// The link text of /proc/PID/fd/N (e.g. `socket:[1234]`, a path, `anon_inode:...`).
+    pub target: ByteText,
+}
+
+/// A memory region taken with `--memory`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryRegion {
+    pub start: u64,
+    pub end: u64,
+    pub perms: String,
+    pub pathname: ByteText,
+    pub member: Option<String>,
+    pub sha256: Option<String>,
+    pub size: u64,
+    pub error: Option<String>,
+}
+
+/// One line of exhibit/processes.jsonl.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessRecord {
+    pub pid: i32,
+    /// The pid inside the container's pid namespace, when known.
+    pub ns_pid: Option<i32>,
+    pub ppid: i32,
+    pub uid: u32,
+    pub gid: u32,
+    /// User name resolved from the container's /etc/passwd at capture.
+    pub user: Option<String>,
+    pub start_time: Option<String>,
+    pub comm: ByteText,
+    pub argv: CappedList,
+    pub env: CappedList,
+    pub cwd: Option<ByteText>,
+    /// The exe link text (in the container's mount namespace).
+    pub exe: Option<ByteText>,
+    pub exe_sha256: Option<String>,
+    pub exe_size: Option<u64>,
+    /// The exe's link count is 0 (from fstat, never from the link text).
+    pub exe_deleted: bool,
+    /// The exe lives on a memfd (from its filesystem, never from the link text).
+    pub memfd: bool,
+    /// exhibit/exe/<sha256> member holding the executable's content, when kept.
+    pub exe_member: Option<String>,
+    pub fds: Vec<FdInfo>,
+    pub fds_truncated: bool,
+    pub maps: CappedList,
+    /// Executable mappings that are anonymous or memfd-backed (fileless code).
+    pub anon_exec_maps: u32,
+    pub memory: Vec<MemoryRegion>,
+    pub cgroup: Option<String>,
+    /// Namespace inodes by name (pid, net, mnt, ...).
+    pub namespaces: std::collections::BTreeMap<String, u64>,
+    /// How the process was found: `cgroup`, `pidns` or both.
+    pub found_by: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+/// One line of exhibit/sockets.jsonl.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketRecord {
+    pub netns: u64,
+    /// tcp, tcp6, udp, udp6, unix, raw, raw6, packet.
+    pub proto: String,
+    pub state: String,
+    pub local: String,
+    pub remote: String,
+    pub inode: u64,
+    pub pids: Vec<i32>,
+}
+
+/// One line of exhibit/logs/container.jsonl.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub t: Option<String>,
+    pub stream: String,
+    pub line: ByteText,
+}
+
+/// One mount of the container, as in exhibit/volumes.json.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountRecord {
+    pub index: u32,
+    pub source: String,
+    pub destination: String,
+    /// bind, volume, tmpfs, ...
+    #[serde(rename = "type")]
+    pub mount_type: String,
+    pub options: Vec<String>,
+    pub read_only: bool,
+    /// What the capture did with its content: `content`, `metadata`, `skipped`.
+    pub captured: String,
+}
