@@ -10,6 +10,8 @@ use crate::limits::{MAX_ENTRY_SIZE, MAX_PATH, MAX_PAX_HEADER};
 use std::io::{self, Read};
 
 const BLOCK: usize = 512;
+/// Zero padding accepted after the end-of-archive marker.
+pub const MAX_TRAILING_ZEROS: usize = 1 << 20;
 
 /// The entry types bundles contain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -370,13 +372,17 @@ impl<R: Read> TarReader<R> {
             if second.iter().any(|&x| x != 0) {
                 return Err(TarError::TrailingData);
             }
+            // Tar writers pad to a record size (GNU: 10 KiB); more than that is not
+            // padding, and reading it unbounded would let a zero bomb run for hours.
             let mut rest = [0u8; 8192];
+            let mut seen = 0usize;
             loop {
                 let n = self.inner.read(&mut rest)?;
                 if n == 0 {
                     break;
                 }
-                if rest[..n].iter().any(|&x| x != 0) {
+                seen += n;
+                if seen > MAX_TRAILING_ZEROS || rest[..n].iter().any(|&x| x != 0) {
                     return Err(TarError::TrailingData);
                 }
             }
