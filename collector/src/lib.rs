@@ -1,1 +1,10 @@
+//! exhibit-collect: capture a running container, from the host and without touching
+//! it, into one signed evidence bundle. Start at [`cli::run`].
 
+pub mod capture;
+pub mod cli;
+pub mod error;
+pub mod host;
+pub mod interrupt;
+pub mod progress;
+pub mod runtime;

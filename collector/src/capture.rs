@@ -1,0 +1,660 @@
+//! One capture: order of volatility (processes, sockets, memory-map lists, files, logs),
+//! every step recorded in the acquisition log, written into one bundle.
+
+use crate::host::{self, procs, sockets, walk};
+use crate::interrupt;
+use crate::runtime::{ContainerFacts, Runtime};
+use anyhow::{Context, Result};
+use ed25519_dalek::SigningKey;
+use exhibit_common::custody::AcquisitionLog;
+use exhibit_common::hashing::HashingWriter;
+use exhibit_common::manifest::{
+    Completeness, ContainerIdentity, Counts, FreezeWindow, Manifest, Tool, SCHEMA_VERSION,
+};
+use exhibit_common::members;
+use exhibit_common::output::AtomicFile;
+use exhibit_common::records::{
+    ChangeKind, ChangeRecord, LogLine, MountRecord, ProcessRecord, Source,
+};
+use exhibit_common::text::{now_rfc3339, ByteText};
+use exhibit_common::writer::{BundleWriter, WriterOptions};
+use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags};
+use std::collections::BTreeMap;
+use std::io::{BufWriter, Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+/// What `--volumes` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VolumesMode {
+    None,
+    Metadata,
+    Content,
+}
+
+/// Settings of a capture, from the command line.
+#[derive(Clone)]
+pub struct CaptureOptions {
+    pub key: Option<SigningKey>,
+    pub case: Option<String>,
+    pub examiner: Option<String>,
+    pub note: Option<String>,
+    pub max_file_size: u64,
+    pub max_total: u64,
+    pub logs_since: Option<i64>,
+    pub no_logs: bool,
+    pub volumes: VolumesMode,
+    pub freeze: bool,
+    pub writer: WriterOptions,
+    pub command_line: Vec<String>,
+    pub progress: bool,
+}
+
+/// Where a bundle goes.
+#[derive(Debug, Clone)]
+pub enum Destination {
+    File(PathBuf),
+    Dir(PathBuf),
+    Stdout,
+}
+
+/// The outcome of one capture.
+#[derive(Debug)]
+pub struct Captured {
+    pub path: Option<PathBuf>,
+    pub sha256: String,
+    pub complete: bool,
+    pub reasons: Vec<String>,
+    pub manifest: Manifest,
+}
+
+/// `<name>-<id12>-<yyyymmddThhmmssZ>.exhibit.tar.zst` with unsafe bytes replaced.
+pub fn default_name(facts: &ContainerFacts) -> String {
+    let base = match (&facts.pod, facts.name.is_empty()) {
+        (Some(pod), _) => format!("{pod}_{}", facts.name),
+        (None, false) => facts.name.clone(),
+        (None, true) => facts.id.clone(),
+    };
+    let safe: String = base
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"._-".contains(&b) {
+                b as char
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let id12: String = facts.id.chars().take(12).collect();
+    let now = time::OffsetDateTime::now_utc();
+    format!(
+        "{safe}-{id12}-{:04}{:02}{:02}T{:02}{:02}{:02}Z.exhibit.tar.zst",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    )
+}
+
+/// Captures one container through `rt`.
+pub async fn capture<R: Runtime>(
+    rt: &R,
+    id: &str,
+    dest: &Destination,
+    opts: &CaptureOptions,
+) -> Result<Captured> {
+    let started_at = now_rfc3339();
+    let mut log = AcquisitionLog::new();
+    let mut reasons: Vec<String> = Vec::new();
+    log.record(
+        "capture.start",
+        "info",
+        Some(format!(
+            "exhibit-collect {} by uid {}",
+            env!("CARGO_PKG_VERSION"),
+            rustix::process::getuid().as_raw()
+        )),
+        None,
+    );
+    let facts = rt.facts(id).await?;
+    log.record(
+        "inspect",
+        "ok",
+        Some(format!("{} {} ({})", facts.runtime, facts.id, facts.name)),
+        None,
+    );
+
+    let mut freeze = None;
+    if opts.freeze {
+        if facts.running && !facts.paused {
+            rt.pause(&facts.id).await?;
+            interrupt::set_frozen(rt.resumer(&facts.id));
+            freeze = Some(FreezeWindow {
+                paused_at: now_rfc3339(),
+                resumed_at: None,
+            });
+            log.record("freeze", "ok", None, None);
+        } else {
+            log.record(
+                "freeze",
+                "skipped",
+                Some("container not running or already paused".into()),
+                None,
+            );
+        }
+    }
+    let result = capture_frozen(
+        rt,
+        &facts,
+        dest,
+        opts,
+        &mut log,
+        &mut reasons,
+        &mut freeze,
+        started_at,
+    )
+    .await;
+    if let Some(f) = &mut freeze {
+        if f.resumed_at.is_none() {
+            // An error path: resume before reporting it.
+            let _ = rt.resume(&facts.id).await;
+            interrupt::clear_frozen();
+        }
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn capture_frozen<R: Runtime>(
+    rt: &R,
+    facts: &ContainerFacts,
+    dest: &Destination,
+    opts: &CaptureOptions,
+    log: &mut AcquisitionLog,
+    reasons: &mut Vec<String>,
+    freeze: &mut Option<FreezeWindow>,
+    started_at: String,
+) -> Result<Captured> {
+    // Most volatile first: processes and sockets.
+    let mut processes: Vec<ProcessRecord> = Vec::new();
+    let mut kept: BTreeMap<String, procs::KeptExe> = BTreeMap::new();
+    let mut socket_records = Vec::new();
+    match facts.init_pid.filter(|_| facts.running) {
+        Some(init) => {
+            let users = host::read_in_container(init, "/etc/passwd", 4 << 20)
+                .map(|b| procs::parse_passwd(&b))
+                .unwrap_or_default();
+            let membership = procs::membership(init);
+            let memfd_dev = procs::memfd_dev();
+            let boot = procfs::boot_time_secs().ok();
+            for (pid, by) in &membership.pids {
+                let (rec, exe) = procs::read_process(
+                    *pid,
+                    by.clone(),
+                    &users,
+                    memfd_dev,
+                    opts.max_file_size,
+                    boot,
+                );
+                if let Some(k) = exe {
+                    kept.entry(k.sha256.clone()).or_insert(k);
+                }
+                processes.push(rec);
+            }
+            processes.retain(|p| {
+                !(p.errors.iter().any(|e| e.starts_with("stat unreadable")) && p.exe.is_none())
+            });
+            if processes.is_empty() {
+                reasons.push("container processes exited before they were read".into());
+            }
+            log.record(
+                "processes",
+                "ok",
+                Some(format!(
+                    "{} processes ({} executables kept)",
+                    processes.len(),
+                    kept.len()
+                )),
+                None,
+            );
+            for n in &membership.notes {
+                log.record("processes.membership", "info", Some(n.clone()), None);
+            }
+            let mut errs = Vec::new();
+            socket_records = sockets::collect(&processes, &mut errs);
+            log.record(
+                "sockets",
+                if errs.is_empty() { "ok" } else { "error" },
+                Some(format!("{} sockets", socket_records.len())),
+                (!errs.is_empty()).then(|| errs.join("; ")),
+            );
+            if !errs.is_empty() && socket_records.is_empty() {
+                reasons.push(format!("sockets unreadable: {}", errs.join("; ")));
+            }
+        }
+        None => {
+            log.record(
+                "processes",
+                "skipped",
+                Some("container is not running".into()),
+                None,
+            );
+            log.record(
+                "sockets",
+                "skipped",
+                Some("container is not running".into()),
+                None,
+            );
+        }
+    }
+
+    // The bundle.
+    let (mut atomic, path): (Option<AtomicFile>, Option<PathBuf>) = match dest {
+        Destination::Stdout => (None, None),
+        Destination::File(p) => (
+            Some(AtomicFile::create(p).with_context(|| format!("creating {}", p.display()))?),
+            Some(p.clone()),
+        ),
+        Destination::Dir(d) => {
+            let p = d.join(default_name(facts));
+            (
+                Some(AtomicFile::create(&p).with_context(|| format!("creating {}", p.display()))?),
+                Some(p),
+            )
+        }
+    };
+    if let Some(p) = &path {
+        interrupt::add_partial(partial_of(p));
+    }
+    let sink: Box<dyn Write> = match &mut atomic {
+        Some(a) => Box::new(BufWriter::with_capacity(1 << 20, a.file().try_clone()?)),
+        None => Box::new(BufWriter::with_capacity(1 << 20, std::io::stdout().lock())),
+    };
+    let mut writer = BundleWriter::new(HashingWriter::new(sink), opts.writer)?;
+    writer.add_member(
+        members::HOST,
+        &serde_json::to_vec_pretty(&host::identity(facts.runtime, &facts.runtime_version))?,
+    )?;
+    let container = serde_json::json!({
+        "runtime": facts.runtime,
+        "inspect": facts.inspect_json,
+        "summary": facts.summary,
+    });
+    writer.add_member(members::CONTAINER, &serde_json::to_vec_pretty(&container)?)?;
+    for (digest, k) in kept.iter_mut() {
+        let size = k.size;
+        writer.add_member_from(&format!("exhibit/exe/{digest}"), &mut k.spool, size)?;
+    }
+    let mut lines = Vec::new();
+    for p in &processes {
+        serde_json::to_writer(&mut lines, p)?;
+        lines.push(b'\n');
+    }
+    writer.add_member(members::PROCESSES, &lines)?;
+    let mut lines = Vec::new();
+    for s in &socket_records {
+        serde_json::to_writer(&mut lines, s)?;
+        lines.push(b'\n');
+    }
+    writer.add_member(members::SOCKETS, &lines)?;
+    writer.add_member(members::IMAGE, &serde_json::to_vec_pretty(&facts.image)?)?;
+
+    // Files.
+    let mut mounts = facts.mounts.clone();
+    let progress = crate::progress::Progress::new(opts.progress, &facts.name);
+    let tick = |entries: u64, bytes: u64| progress.files(entries, bytes);
+    let wopts = walk::WalkOptions {
+        max_file_size: opts.max_file_size,
+        max_total: opts.max_total,
+    };
+    let fs_method;
+    let mut walk_stats;
+    {
+        let mut walker = walk::Walker::new(&mut writer, wopts, &tick);
+        match &facts.upper_dir {
+            Some(upper) => {
+                fs_method = "overlay-upperdir";
+                let root = rustix::fs::open(
+                    upper,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .with_context(|| format!("opening the upper dir {}", upper.display()))?;
+                let (lowers, lower_errors) = walk::Lowers::open(&facts.lower_dirs);
+                for e in lower_errors {
+                    log.record("files.lowers", "error", None, Some(e));
+                }
+                let spec = walk::TreeSpec {
+                    member_prefix: "rootfs",
+                    container_root: "/",
+                    source: Source::Upper,
+                    overlay: true,
+                    include_root: false,
+                };
+                let literal = tokio::task::block_in_place(|| walker.walk(&root, &spec, &lowers))?;
+                tokio::task::block_in_place(|| walker.literal(&root, &spec, &literal, &lowers))?;
+            }
+            None => {
+                fs_method = "none";
+                reasons.push(
+                    "no overlay upper dir on this host: the filesystem diff was not captured"
+                        .into(),
+                );
+            }
+        }
+        // Runtime files (hosts, hostname, resolv.conf) and private tmpfs mounts.
+        let mut mount_errors = Vec::new();
+        for (dest_path, host_path) in &facts.runtime_files {
+            let index = mounts.len() as u32;
+            mounts.push(MountRecord {
+                index,
+                source: host_path.display().to_string(),
+                destination: dest_path.clone(),
+                mount_type: "runtime-file".into(),
+                options: vec![],
+                read_only: false,
+                captured: "content".into(),
+            });
+            if let Err(e) = runtime_file(&mut walker, index, dest_path, host_path) {
+                mount_errors.push(format!("{dest_path}: {e}"));
+            }
+        }
+        if let Some(init) = facts.init_pid.filter(|_| facts.running) {
+            let mut tmpfs: Vec<String> = mounts
+                .iter()
+                .filter(|m| m.mount_type == "tmpfs")
+                .map(|m| m.destination.clone())
+                .collect();
+            if !tmpfs.iter().any(|d| d == "/dev/shm") {
+                mounts.push(MountRecord {
+                    index: mounts.len() as u32,
+                    source: "shm".into(),
+                    destination: "/dev/shm".into(),
+                    mount_type: "tmpfs".into(),
+                    options: vec![],
+                    read_only: false,
+                    captured: "metadata".into(),
+                });
+                tmpfs.push("/dev/shm".into());
+            }
+            for m in mounts.iter_mut() {
+                if m.mount_type != "tmpfs" || m.destination == "/dev" {
+                    continue;
+                }
+                let prefix = format!("mounts/{}", m.index);
+                match tmpfs_mount(&mut walker, init, &m.destination, &prefix) {
+                    Ok(()) => m.captured = "content".into(),
+                    Err(e) => mount_errors.push(format!("{}: {e}", m.destination)),
+                }
+            }
+        }
+        for e in &mount_errors {
+            log.record("files.mounts", "error", None, Some(e.clone()));
+        }
+        walk_stats = walker.stats.clone();
+        walk_stats.errors.extend(mount_errors);
+    }
+    progress.finish();
+    log.record(
+        "files",
+        if walk_stats.errors.is_empty() {
+            "ok"
+        } else {
+            "error"
+        },
+        Some(format!(
+            "{fs_method}: {} entries, {} bytes stored, {} not captured",
+            walk_stats.entries, walk_stats.bytes, walk_stats.not_captured
+        )),
+        (!walk_stats.errors.is_empty()).then(|| {
+            walk_stats
+                .errors
+                .iter()
+                .take(50)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
+        }),
+    );
+    if !walk_stats.errors.is_empty() {
+        reasons.push(format!(
+            "{} filesystem entries lost during the read (first: {})",
+            walk_stats.errors.len(),
+            walk_stats.errors[0]
+        ));
+    }
+
+    // Logs.
+    let mut log_spool = tempfile::tempfile()?;
+    let mut log_lines = 0u64;
+    let mut logs_cut_at = None;
+    if opts.no_logs {
+        log.record("logs", "skipped", Some("--no-logs".into()), None);
+    } else {
+        let mut spool = BufWriter::new(&mut log_spool);
+        let mut bytes = 0u64;
+        let mut io_err = None;
+        let mut sink = |l: LogLine| {
+            if logs_cut_at.is_some() || io_err.is_some() {
+                return;
+            }
+            let Ok(line) = serde_json::to_vec(&l) else {
+                return;
+            };
+            if bytes + line.len() as u64 + 1 > exhibit_common::limits::MAX_ENTRY_SIZE {
+                logs_cut_at = Some(l.t.clone().unwrap_or_default());
+                return;
+            }
+            bytes += line.len() as u64 + 1;
+            log_lines += 1;
+            if let Err(e) = spool.write_all(&line).and_then(|_| spool.write_all(b"\n")) {
+                io_err = Some(e);
+            }
+        };
+        match rt.logs(facts, opts.logs_since, &mut sink).await {
+            Ok(()) => log.record("logs", "ok", Some(format!("{log_lines} lines")), None),
+            Err(e) => {
+                log.record("logs", "error", None, Some(format!("{e:#}")));
+                reasons.push(format!("logs: {e:#}"));
+            }
+        }
+        if let Some(e) = io_err {
+            return Err(e).context("spooling logs");
+        }
+        spool.flush()?;
+    }
+    let log_size = log_spool.stream_position()?;
+    log_spool.rewind()?;
+    writer.add_member_from(members::LOGS, &mut log_spool, log_size)?;
+    writer.add_member(members::VOLUMES, &serde_json::to_vec_pretty(&mounts)?)?;
+
+    if let Some(f) = freeze.as_mut() {
+        rt.resume(&facts.id).await?;
+        interrupt::clear_frozen();
+        f.resumed_at = Some(now_rfc3339());
+        log.record("unfreeze", "ok", None, None);
+    }
+    let ended_at = now_rfc3339();
+    log.record(
+        "capture.end",
+        if reasons.is_empty() { "ok" } else { "error" },
+        Some(format!("{} reasons for incompleteness", reasons.len())),
+        None,
+    );
+    writer.add_member(members::ACQUISITION, log.bytes())?;
+    let manifest = Manifest {
+        schema_version: SCHEMA_VERSION,
+        tool: Tool {
+            name: "exhibit-collect".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+        case: opts.case.clone(),
+        examiner: opts.examiner.clone(),
+        note: opts.note.clone(),
+        container: ContainerIdentity {
+            runtime: facts.runtime.into(),
+            id: facts.id.clone(),
+            name: facts.name.clone(),
+            namespace: facts.namespace.clone(),
+            image: facts.image_ref.clone(),
+            image_id: facts.image_id.clone(),
+            pod: facts.pod.clone(),
+            pod_namespace: facts.pod_namespace.clone(),
+        },
+        started_at,
+        ended_at,
+        freeze: freeze.clone(),
+        completeness: Completeness::from_reasons(reasons.clone()),
+        fs_method: fs_method.into(),
+        counts: Counts {
+            trees: Default::default(),
+            processes: processes.len() as u64,
+            sockets: socket_records.len() as u64,
+            log_lines,
+            executables: kept.len() as u64,
+            memory_regions: 0,
+        },
+        command_line: opts.command_line.clone(),
+        operator_uid: rustix::process::getuid().as_raw(),
+        logs_cut_at,
+    };
+    let (hashing, manifest) = writer.finish(manifest, opts.key.as_ref())?;
+    let (mut sink, sha256) = hashing.finish();
+    sink.flush()?;
+    drop(sink);
+    if let Some(a) = atomic {
+        a.commit().context("sealing the bundle")?;
+    }
+    if let Some(p) = &path {
+        interrupt::remove_partial(&partial_of(p));
+        write_sha256_file(p, &sha256)?;
+    }
+    Ok(Captured {
+        path,
+        sha256,
+        complete: reasons.is_empty(),
+        reasons: reasons.clone(),
+        manifest,
+    })
+}
+
+fn partial_of(p: &Path) -> PathBuf {
+    let mut s = p.as_os_str().to_os_string();
+    s.push(".partial");
+    PathBuf::from(s)
+}
+
+fn write_sha256_file(bundle: &Path, sha256: &str) -> Result<()> {
+    let mut s = bundle.as_os_str().to_os_string();
+    s.push(".sha256");
+    let p = PathBuf::from(s);
+    let a = AtomicFile::create(&p).with_context(|| format!("creating {}", p.display()))?;
+    let name = bundle
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut a = a;
+    writeln!(a.file(), "{sha256}  {name}")?;
+    a.commit()?;
+    Ok(())
+}
+
+// A runtime-provided file (hosts, hostname, resolv.conf) from its host path, opened
+// without following a symlink, stored as mounts/<index>.
+fn runtime_file<W: Write>(
+    walker: &mut walk::Walker<'_, W>,
+    index: u32,
+    dest: &str,
+    host_path: &Path,
+) -> Result<()> {
+    let parent = host_path.parent().context("runtime file has no parent")?;
+    let name = host_path.file_name().context("runtime file has no name")?;
+    let dir = rustix::fs::open(
+        parent,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let st = rustix::fs::statx(
+        &dir,
+        name,
+        AtFlags::SYMLINK_NOFOLLOW,
+        StatxFlags::BASIC_STATS | StatxFlags::BTIME,
+    )?;
+    if walk::file_type(st.stx_mode as u32) != exhibit_common::records::FileType::File {
+        anyhow::bail!("not a regular file");
+    }
+    let fd = rustix::fs::openat(
+        &dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NOATIME | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let size = st.stx_size.min(walker.opts.max_file_size);
+    let rec = ChangeRecord {
+        member: ByteText(format!("mounts/{index}").into_bytes()),
+        path: ByteText::from(dest),
+        source: Source::RuntimeFile,
+        kind: ChangeKind::Added,
+        file_type: exhibit_common::records::FileType::File,
+        mode: st.stx_mode as u32 & 0o7777,
+        uid: st.stx_uid as u64,
+        gid: st.stx_gid as u64,
+        size: st.stx_size,
+        stored_size: size,
+        atime_ns: st.stx_atime.tv_sec * 1_000_000_000 + st.stx_atime.tv_nsec as i64,
+        mtime_ns: st.stx_mtime.tv_sec * 1_000_000_000 + st.stx_mtime.tv_nsec as i64,
+        ctime_ns: st.stx_ctime.tv_sec * 1_000_000_000 + st.stx_ctime.tv_nsec as i64,
+        btime_ns: None,
+        sha256: None,
+        link_target: None,
+        hardlink_to: None,
+        hardlink_group: None,
+        nlink: st.stx_nlink as u64,
+        rdev_major: 0,
+        rdev_minor: 0,
+        xattrs: vec![],
+        captured: size == st.stx_size,
+        reason: (size != st.stx_size).then(|| "over --max-file-size".to_string()),
+        flags: vec![],
+    };
+    let mut f = std::fs::File::from(fd);
+    walker.writer.add_content(
+        rec,
+        Some(&mut (&mut f).take(size) as &mut dyn Read),
+        |_, _| {},
+    )?;
+    Ok(())
+}
+
+// A private tmpfs mount (e.g. /dev/shm), reached through /proc/PID/root one component
+// at a time without following symlinks, and only if it is really a different mount.
+fn tmpfs_mount<W: Write>(
+    walker: &mut walk::Walker<'_, W>,
+    init: i32,
+    dest: &str,
+    prefix: &str,
+) -> Result<()> {
+    let root = host::open_container_root(init)?;
+    let root_mnt = mount_id(&root)?;
+    let rel = dest.trim_start_matches('/');
+    let dir = walk::open_beneath_dir(&root, rel.as_bytes())
+        .with_context(|| format!("reaching {dest} in the container"))?;
+    if mount_id(&dir)? == root_mnt {
+        anyhow::bail!("{dest} is not a separate mount");
+    }
+    let spec = walk::TreeSpec {
+        member_prefix: prefix,
+        container_root: dest,
+        source: Source::Tmpfs,
+        overlay: false,
+        include_root: true,
+    };
+    tokio::task::block_in_place(|| walker.walk(&dir, &spec, &walk::Lowers::none()))?;
+    Ok(())
+}
+
+fn mount_id(fd: &std::os::fd::OwnedFd) -> Result<u64> {
+    let st = rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)?;
+    Ok(st.stx_mnt_id)
+}

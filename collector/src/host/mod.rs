@@ -1,0 +1,77 @@
+//! Everything the collector reads from the host itself, runtime-independent: processes
+//! and sockets from /proc, the overlay upper dir and mount contents by directory fd,
+//! and the host's identity.
+
+pub mod procs;
+pub mod sockets;
+pub mod walk;
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use serde_json::json;
+use std::io::Read;
+use std::os::fd::OwnedFd;
+
+/// Opens a file of the container's filesystem through /proc/PID/root, resolving every
+/// symlink inside that root (RESOLVE_IN_ROOT), never out of it. Capped read.
+pub fn read_in_container(pid: i32, path: &str, cap: u64) -> Option<Vec<u8>> {
+    let root = open_container_root(pid).ok()?;
+    let fd = rustix::fs::openat2(
+        &root,
+        path.trim_start_matches('/'),
+        OFlags::RDONLY | OFlags::NOATIME | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
+    )
+    .ok()?;
+    let st = rustix::fs::fstat(&fd).ok()?;
+    if st.st_mode & 0o170000 != 0o100000 {
+        return None;
+    }
+    let mut out = Vec::new();
+    std::fs::File::from(fd)
+        .take(cap)
+        .read_to_end(&mut out)
+        .ok()?;
+    Some(out)
+}
+
+/// The container's root directory as seen through its init process.
+pub fn open_container_root(pid: i32) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::open(
+        format!("/proc/{pid}/root"),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+fn read_trim(path: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// sha256 of the running collector binary.
+pub fn own_binary_sha256() -> Option<String> {
+    let f = std::fs::File::open("/proc/self/exe").ok()?;
+    exhibit_common::hashing::sha256_reader(f)
+        .ok()
+        .map(|(d, _)| d)
+}
+
+/// Content of exhibit/host.json.
+pub fn identity(runtime: &str, runtime_version: &str) -> serde_json::Value {
+    let uname = rustix::system::uname();
+    json!({
+        "hostname": uname.nodename().to_string_lossy(),
+        "machine_id": read_trim("/etc/machine-id"),
+        "boot_id": read_trim("/proc/sys/kernel/random/boot_id"),
+        "kernel": format!("{} {} {}", uname.sysname().to_string_lossy(), uname.release().to_string_lossy(), uname.version().to_string_lossy()),
+        "arch": uname.machine().to_string_lossy(),
+        "runtime": {"name": runtime, "version": runtime_version},
+        "tool": {
+            "name": "exhibit-collect",
+            "version": env!("CARGO_PKG_VERSION"),
+            "binary_sha256": own_binary_sha256(),
+        },
+    })
+}

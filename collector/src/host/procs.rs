@@ -1,0 +1,431 @@
+//! The container's processes, read from /proc on the host: members of its cgroup plus
+//! members of its pid namespace (when not the host's). Raw argv and environment are
+//! kept byte-exact; the executable is hashed through /proc/PID/exe, which works when
+//! the file was deleted or is a memfd.
+
+use exhibit_common::limits::{MAX_PROC_LIST_BYTES, MAX_PROC_LIST_ENTRIES};
+use exhibit_common::records::{CappedList, FdInfo, ProcessRecord};
+use exhibit_common::text::ByteText;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// Pids of the container and what found them.
+#[derive(Debug, Default)]
+pub struct Membership {
+    pub pids: BTreeMap<i32, Vec<String>>,
+    /// Disagreements between the cgroup and the pid namespace, for the acquisition log.
+    pub notes: Vec<String>,
+}
+
+/// The cgroup.procs files of the container's cgroup (v1: one controller; v2: unified).
+fn cgroup_procs_files(init_pid: i32) -> Vec<PathBuf> {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{init_pid}/cgroup")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let base = if ctrls.is_empty() {
+            PathBuf::from("/sys/fs/cgroup")
+        } else if ctrls.split(',').any(|c| c == "pids") {
+            PathBuf::from("/sys/fs/cgroup/pids")
+        } else {
+            continue;
+        };
+        let dir = base.join(path.trim_start_matches('/'));
+        collect_procs_files(&dir, &mut out, 0);
+    }
+    out
+}
+
+fn collect_procs_files(dir: &Path, out: &mut Vec<PathBuf>, depth: u32) {
+    let f = dir.join("cgroup.procs");
+    if f.exists() {
+        out.push(f);
+    }
+    if depth > 16 {
+        return;
+    }
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                collect_procs_files(&e.path(), out, depth + 1);
+            }
+        }
+    }
+}
+
+/// Namespace inode of a process (`ns` is pid, net, mnt, ...).
+pub fn ns_inode(pid: i32, ns: &str) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/ns/{ns}"))
+        .ok()
+        .map(|m| m.ino())
+}
+
+/// Finds the container's processes.
+pub fn membership(init_pid: i32) -> Membership {
+    let mut m = Membership::default();
+    for f in cgroup_procs_files(init_pid) {
+        if let Ok(text) = std::fs::read_to_string(&f) {
+            for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                m.pids.entry(pid).or_default().push("cgroup".into());
+            }
+        }
+    }
+    let host_pidns = ns_inode(1, "pid");
+    let own = ns_inode(init_pid, "pid");
+    if own.is_some() && own != host_pidns {
+        if let Ok(rd) = std::fs::read_dir("/proc") {
+            for e in rd.flatten() {
+                let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                    continue;
+                };
+                if ns_inode(pid, "pid") == own {
+                    let by = m.pids.entry(pid).or_default();
+                    if !by.iter().any(|b| b == "pidns") {
+                        by.push("pidns".into());
+                    }
+                }
+            }
+        }
+    }
+    m.pids
+        .entry(init_pid)
+        .or_insert_with(|| vec!["init".into()]);
+    for (pid, by) in &m.pids {
+        if by.len() == 1 && own != host_pidns && *pid != init_pid {
+            m.notes.push(format!("pid {pid} found only by {}", by[0]));
+        }
+    }
+    m
+}
+
+/// Content of a process executable kept for the bundle (deleted, memfd, or absent from
+/// the container's filesystem), spooled to a private temporary file.
+pub struct KeptExe {
+    pub sha256: String,
+    pub size: u64,
+    pub spool: File,
+}
+
+/// Reads /proc/PID/<file> as bytes, capped.
+fn read_capped(path: &str, cap: usize) -> std::io::Result<(Vec<u8>, u64)> {
+    let f = File::open(path)?;
+    let mut buf = Vec::new();
+    f.take(cap as u64 + 1).read_to_end(&mut buf)?;
+    let len = buf.len() as u64;
+    Ok((buf, len))
+}
+
+fn capped_list(raw: &[u8], truncated_bytes: bool) -> CappedList {
+    let mut items: Vec<ByteText> = raw
+        .split(|&b| b == 0)
+        .map(|s| ByteText(s.to_vec()))
+        .collect();
+    if items.last().is_some_and(|l| l.0.is_empty()) {
+        items.pop();
+    }
+    let original_entries = items.len() as u64;
+    let mut truncated = truncated_bytes;
+    if items.len() > MAX_PROC_LIST_ENTRIES {
+        items.truncate(MAX_PROC_LIST_ENTRIES);
+        truncated = true;
+    }
+    CappedList {
+        items,
+        truncated,
+        original_bytes: raw.len() as u64,
+        original_entries,
+    }
+}
+
+fn lines_list(raw: &[u8], truncated_bytes: bool) -> CappedList {
+    let mut l = capped_list(
+        &raw.iter()
+            .map(|&b| if b == b'\n' { 0 } else { b })
+            .collect::<Vec<_>>(),
+        truncated_bytes,
+    );
+    l.original_bytes = raw.len() as u64;
+    l
+}
+
+fn readlink_bytes(path: &str) -> Option<ByteText> {
+    std::fs::read_link(path)
+        .ok()
+        .map(|p| ByteText(p.as_os_str().as_bytes().to_vec()))
+}
+
+/// Device of the kernel's internal memfd mount, learnt from a memfd of our own.
+pub fn memfd_dev() -> Option<u64> {
+    let fd = rustix::fs::memfd_create("exhibit-probe", rustix::fs::MemfdFlags::CLOEXEC).ok()?;
+    rustix::fs::fstat(&fd).ok().map(|s| s.st_dev)
+}
+
+/// Users of the container by uid, from its /etc/passwd.
+pub type Users = BTreeMap<u32, String>;
+
+/// Parses /etc/passwd content.
+pub fn parse_passwd(text: &[u8]) -> Users {
+    let mut users = Users::new();
+    for line in text.split(|&b| b == b'\n').take(100_000) {
+        let fields: Vec<&[u8]> = line.splitn(4, |&b| b == b':').collect();
+        if fields.len() >= 3 {
+            if let (Ok(name), Some(uid)) = (
+                std::str::from_utf8(fields[0]),
+                std::str::from_utf8(fields[2])
+                    .ok()
+                    .and_then(|u| u.parse().ok()),
+            ) {
+                users.entry(uid).or_insert_with(|| name.to_string());
+            }
+        }
+    }
+    users
+}
+
+/// Reads one process. `max_exe` caps the bytes hashed (and kept) of its executable.
+pub fn read_process(
+    pid: i32,
+    found_by: Vec<String>,
+    users: &Users,
+    memfd_dev: Option<u64>,
+    max_exe: u64,
+    boot_time: Option<u64>,
+) -> (ProcessRecord, Option<KeptExe>) {
+    let mut errors = Vec::new();
+    let p = procfs::process::Process::new(pid);
+    let stat = p.as_ref().ok().and_then(|p| p.stat().ok());
+    let status = p.as_ref().ok().and_then(|p| p.status().ok());
+    if stat.is_none() {
+        errors.push("stat unreadable (process exited?)".into());
+    }
+    let (argv, env) = {
+        let a = read_capped(&format!("/proc/{pid}/cmdline"), MAX_PROC_LIST_BYTES);
+        let e = read_capped(&format!("/proc/{pid}/environ"), MAX_PROC_LIST_BYTES);
+        let to_list =
+            |r: std::io::Result<(Vec<u8>, u64)>, what: &str, errors: &mut Vec<String>| match r {
+                Ok((mut b, _)) => {
+                    let trunc = b.len() > MAX_PROC_LIST_BYTES;
+                    b.truncate(MAX_PROC_LIST_BYTES);
+                    capped_list(&b, trunc)
+                }
+                Err(e) => {
+                    errors.push(format!("{what}: {e}"));
+                    CappedList::default()
+                }
+            };
+        (
+            to_list(a, "cmdline", &mut errors),
+            to_list(e, "environ", &mut errors),
+        )
+    };
+    let maps = match read_capped(&format!("/proc/{pid}/maps"), MAX_PROC_LIST_BYTES) {
+        Ok((mut b, _)) => {
+            let trunc = b.len() > MAX_PROC_LIST_BYTES;
+            b.truncate(MAX_PROC_LIST_BYTES);
+            lines_list(&b, trunc)
+        }
+        Err(e) => {
+            errors.push(format!("maps: {e}"));
+            CappedList::default()
+        }
+    };
+    let anon_exec_maps = maps
+        .items
+        .iter()
+        .filter(|l| {
+            let f: Vec<&[u8]> =
+                l.0.split(|&b| b == b' ')
+                    .filter(|s| !s.is_empty())
+                    .collect();
+            let exec = f.get(1).is_some_and(|p| p.contains(&b'x'));
+            let path = f.get(5).copied().unwrap_or(b"");
+            exec && (path.is_empty()
+                || path.starts_with(b"/memfd:")
+                || path == b"[heap]"
+                || path == b"[stack]")
+        })
+        .count() as u32;
+    let mut fds = Vec::new();
+    let mut fds_truncated = false;
+    if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        for e in rd.flatten() {
+            if fds.len() >= MAX_PROC_LIST_ENTRIES {
+                fds_truncated = true;
+                break;
+            }
+            let Some(fd) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            if let Some(target) = readlink_bytes(&format!("/proc/{pid}/fd/{fd}")) {
+                fds.push(FdInfo { fd, target });
+            }
+        }
+        fds.sort_by_key(|f| f.fd);
+    }
+    let mut namespaces = BTreeMap::new();
+    for ns in ["cgroup", "ipc", "mnt", "net", "pid", "user", "uts"] {
+        if let Some(ino) = ns_inode(pid, ns) {
+            namespaces.insert(ns.to_string(), ino);
+        }
+    }
+    let exe = readlink_bytes(&format!("/proc/{pid}/exe"));
+    let mut exe_sha256 = None;
+    let mut exe_size = None;
+    let mut exe_deleted = false;
+    let mut memfd = false;
+    let mut kept = None;
+    match File::open(format!("/proc/{pid}/exe")) {
+        Ok(mut f) => {
+            if let Ok(st) = rustix::fs::fstat(&f) {
+                exe_deleted = st.st_nlink == 0;
+                memfd = memfd_dev.is_some_and(|d| d == st.st_dev as u64);
+                exe_size = Some(st.st_size as u64);
+            }
+            let keep = exe_deleted || memfd;
+            let mut spool = if keep {
+                tempfile::tempfile().ok()
+            } else {
+                None
+            };
+            let mut h = Sha256::new();
+            let mut buf = vec![0u8; 64 << 10];
+            let mut left = max_exe;
+            let mut n_total = 0u64;
+            loop {
+                let want = (buf.len() as u64).min(left) as usize;
+                if want == 0 {
+                    break;
+                }
+                match f.read(&mut buf[..want]) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        h.update(&buf[..n]);
+                        if let Some(s) = &mut spool {
+                            if s.write_all(&buf[..n]).is_err() {
+                                spool = None;
+                            }
+                        }
+                        left -= n as u64;
+                        n_total += n as u64;
+                    }
+                    Err(e) => {
+                        errors.push(format!("exe read: {e}"));
+                        break;
+                    }
+                }
+            }
+            let digest = hex::encode(h.finalize());
+            if let Some(mut s) = spool {
+                if s.rewind().is_ok() {
+                    kept = Some(KeptExe {
+                        sha256: digest.clone(),
+                        size: n_total,
+                        spool: s,
+                    });
+                }
+            }
+            exe_sha256 = Some(digest);
+        }
+        Err(e) => errors.push(format!("exe: {e}")),
+    }
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .ok()
+        .map(|s| s.trim_end().to_string());
+    let uid = status.as_ref().map(|s| s.ruid).unwrap_or(u32::MAX);
+    let ns_pid = status
+        .as_ref()
+        .and_then(|s| s.nspid.as_ref().and_then(|v| v.last().copied()));
+    let start_time = match (stat.as_ref(), boot_time) {
+        (Some(s), Some(boot)) => {
+            let ticks = procfs::ticks_per_second().max(1);
+            let ns = boot as i128 * 1_000_000_000
+                + (s.starttime as i128 * 1_000_000_000) / ticks as i128;
+            Some(exhibit_common::text::rfc3339_ns(ns))
+        }
+        _ => None,
+    };
+    let rec = ProcessRecord {
+        pid,
+        ns_pid,
+        ppid: stat.as_ref().map(|s| s.ppid).unwrap_or(0),
+        uid,
+        gid: status.as_ref().map(|s| s.rgid).unwrap_or(u32::MAX),
+        user: users.get(&uid).cloned(),
+        start_time,
+        comm: ByteText(
+            stat.as_ref()
+                .map(|s| s.comm.as_bytes().to_vec())
+                .unwrap_or_default(),
+        ),
+        argv,
+        env,
+        cwd: readlink_bytes(&format!("/proc/{pid}/cwd")),
+        exe: exe.map(|e| strip_deleted_suffix(e, exe_deleted)),
+        exe_sha256,
+        exe_size,
+        exe_deleted,
+        memfd,
+        exe_member: kept.as_ref().map(|k| format!("exhibit/exe/{}", k.sha256)),
+        fds,
+        fds_truncated,
+        maps,
+        anon_exec_maps,
+        memory: Vec::new(),
+        cgroup,
+        namespaces,
+        found_by,
+        errors,
+    };
+    (rec, kept)
+}
+
+// The kernel appends " (deleted)" to the link text of a deleted exe. Strip it only when
+// fstat says the file is deleted, so a file really named "x (deleted)" keeps its name.
+fn strip_deleted_suffix(e: ByteText, deleted: bool) -> ByteText {
+    if deleted {
+        if let Some(stripped) = e.0.strip_suffix(b" (deleted)") {
+            return ByteText(stripped.to_vec());
+        }
+    }
+    e
+}
+
+/// Distinct network namespaces of the processes, with one pid in each.
+pub fn net_namespaces(procs: &[ProcessRecord]) -> BTreeMap<u64, i32> {
+    let mut out = BTreeMap::new();
+    for p in procs {
+        if let Some(ns) = p.namespaces.get("net") {
+            out.entry(*ns).or_insert(p.pid);
+        }
+    }
+    out
+}
+
+/// Whether any process outside `members` lives in network namespace `netns`.
+pub fn netns_shared(netns: u64, members: &BTreeSet<i32>) -> bool {
+    if ns_inode(1, "net") == Some(netns) {
+        return true;
+    }
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if !members.contains(&pid) && ns_inode(pid, "net") == Some(netns) {
+            return true;
+        }
+    }
+    false
+}

@@ -1,0 +1,736 @@
+//! Reading a container's overlay upper dir (or a mount's root) into a content tree.
+//!
+//! The walk never follows a symlink the container controls: it moves by directory fd,
+//! takes metadata with `statx(AT_SYMLINK_NOFOLLOW)` *before* opening, opens with
+//! `O_NOFOLLOW|O_NOATIME`, and requires the opened fd's device, inode and type to equal
+//! what statx saw; otherwise the entry is recorded as changed during the read and its
+//! content is not taken. Symlinks are read with readlinkat only; FIFOs, sockets and
+//! devices are recorded and never opened. Nested mounts are recorded, not entered.
+
+use exhibit_common::records::{xattr, ChangeKind, ChangeRecord, FileType, Source, Xattr};
+use exhibit_common::text::ByteText;
+use exhibit_common::writer::{BundleWriter, CopyOutcome, WriteError};
+use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, StatxFlags};
+use rustix::io::Errno;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+
+/// Limits and switches of one walk.
+#[derive(Debug, Clone)]
+pub struct WalkOptions {
+    pub max_file_size: u64,
+    pub max_total: u64,
+}
+
+/// Totals of a walk, for the manifest and progress.
+#[derive(Debug, Default, Clone)]
+pub struct WalkStats {
+    pub entries: u64,
+    pub bytes: u64,
+    pub not_captured: u64,
+    /// Errors that lost part of the source (make the bundle incomplete).
+    pub errors: Vec<String>,
+}
+
+/// The lower layers an upper dir is compared against, topmost first.
+pub struct Lowers {
+    fds: Vec<OwnedFd>,
+}
+
+impl Lowers {
+    /// Opens the lower dirs; a missing one is an error for the caller to record.
+    pub fn open(paths: &[std::path::PathBuf]) -> (Self, Vec<String>) {
+        let mut fds = Vec::new();
+        let mut errors = Vec::new();
+        for p in paths {
+            match rustix::fs::open(
+                p,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) {
+                Ok(fd) => fds.push(fd),
+                Err(e) => errors.push(format!("lower dir {}: {e}", p.display())),
+            }
+        }
+        (Lowers { fds }, errors)
+    }
+
+    /// No lower dirs: everything is "added".
+    pub fn none() -> Self {
+        Lowers { fds: Vec::new() }
+    }
+
+    /// Whether `rel` exists in any lower layer, resolved beneath it without symlinks.
+    fn contains(&self, rel: &[u8]) -> bool {
+        self.find(rel).is_some()
+    }
+
+    fn find(&self, rel: &[u8]) -> Option<OwnedFd> {
+        self.fds.iter().find_map(|fd| {
+            rustix::fs::openat2(
+                fd,
+                rel,
+                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+            )
+            .ok()
+        })
+    }
+
+    /// Opens a regular file of a lower layer for reading (metacopy content).
+    fn open_file(&self, rel: &[u8]) -> Option<File> {
+        self.fds.iter().find_map(|fd| {
+            rustix::fs::openat2(
+                fd,
+                rel,
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NOATIME | OFlags::CLOEXEC,
+                Mode::empty(),
+                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+            )
+            .ok()
+            .map(File::from)
+        })
+    }
+}
+
+/// Where one tree goes in the bundle.
+pub struct TreeSpec<'a> {
+    /// Member prefix, e.g. `rootfs` or `mounts/0`.
+    pub member_prefix: &'a str,
+    /// Container path of the tree root, e.g. `/` or `/dev/shm`.
+    pub container_root: &'a str,
+    pub source: Source,
+    /// Interpret overlay whiteouts and opaque markers (upper dirs only).
+    pub overlay: bool,
+    /// Record the tree root itself (mount roots) or not (the upper dir).
+    pub include_root: bool,
+}
+
+/// Mutable state shared by the walks of one capture.
+pub struct Walker<'w, W: Write> {
+    pub writer: &'w mut BundleWriter<W>,
+    pub opts: WalkOptions,
+    pub stats: WalkStats,
+    pub progress: &'w dyn Fn(u64, u64),
+    hardlinks: HashMap<(u64, u64), ByteText>,
+    total: u64,
+}
+
+impl<'w, W: Write> Walker<'w, W> {
+    /// A walker writing into `writer`.
+    pub fn new(
+        writer: &'w mut BundleWriter<W>,
+        opts: WalkOptions,
+        progress: &'w dyn Fn(u64, u64),
+    ) -> Self {
+        Walker {
+            writer,
+            opts,
+            stats: WalkStats::default(),
+            progress,
+            hardlinks: HashMap::new(),
+            total: 0,
+        }
+    }
+
+    /// Walks the tree rooted at the directory `root` into the bundle. Regular files
+    /// whose name starts with `.wh.` are returned (relative paths) for the literal/ tree.
+    pub fn walk(
+        &mut self,
+        root: &OwnedFd,
+        spec: &TreeSpec<'_>,
+        lowers: &Lowers,
+    ) -> Result<Vec<Vec<u8>>, WriteError> {
+        let mut literal = Vec::new();
+        let root_stat = match rustix::fs::fstat(root) {
+            Ok(s) => s,
+            Err(e) => {
+                self.stats
+                    .errors
+                    .push(format!("{}: {e}", spec.container_root));
+                return Ok(literal);
+            }
+        };
+        if spec.include_root {
+            let st = rustix::fs::statx(
+                root,
+                "",
+                AtFlags::EMPTY_PATH,
+                StatxFlags::BASIC_STATS | StatxFlags::BTIME,
+            );
+            if let Ok(st) = st {
+                let rec = base_record(
+                    spec.member_prefix.as_bytes().to_vec(),
+                    spec.container_root.as_bytes().to_vec(),
+                    spec.source,
+                    ChangeKind::Added,
+                    FileType::Dir,
+                    &st,
+                );
+                let rec = ChangeRecord {
+                    xattrs: read_xattrs(root).0,
+                    ..rec
+                };
+                self.emit(rec, None)?;
+            }
+        }
+        // Depth-first, pre-order, names sorted: (dir fd, relative path of the dir).
+        let mut stack: Vec<(OwnedFd, Vec<u8>, Vec<Vec<u8>>)> = Vec::new();
+        let names = match list_dir(root) {
+            Ok(n) => n,
+            Err(e) => {
+                self.stats
+                    .errors
+                    .push(format!("{}: reading directory: {e}", spec.container_root));
+                return Ok(literal);
+            }
+        };
+        let root_dup = rustix::io::fcntl_dupfd_cloexec(root, 0).map_err(std::io::Error::from)?;
+        stack.push((root_dup, Vec::new(), names));
+        while let Some(top) = stack.last_mut() {
+            let Some(name) = top.2.pop() else {
+                stack.pop();
+                continue;
+            };
+            let rel = join(&top.1, &name);
+            let child = self.entry(
+                &top.0,
+                &top.1,
+                &name,
+                &rel,
+                spec,
+                lowers,
+                root_stat.st_dev,
+                &mut literal,
+            )?;
+            if let Some(child) = child {
+                match list_dir(&child) {
+                    Ok(n) => stack.push((child, rel, n)),
+                    Err(e) => self.stats.errors.push(format!(
+                        "{}: reading directory: {e}",
+                        container_path(spec, &rel).lossy()
+                    )),
+                }
+            }
+        }
+        Ok(literal)
+    }
+
+    /// Records one entry; returns the opened directory when the walk should descend.
+    #[allow(clippy::too_many_arguments)]
+    fn entry(
+        &mut self,
+        dir: &OwnedFd,
+        rel_dir: &[u8],
+        name: &[u8],
+        rel: &[u8],
+        spec: &TreeSpec<'_>,
+        lowers: &Lowers,
+        root_dev: u64,
+        literal: &mut Vec<Vec<u8>>,
+    ) -> Result<Option<OwnedFd>, WriteError> {
+        let path = container_path(spec, rel);
+        let st = match rustix::fs::statx(
+            dir,
+            name,
+            AtFlags::SYMLINK_NOFOLLOW,
+            StatxFlags::BASIC_STATS | StatxFlags::BTIME,
+        ) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => {
+                self.stats
+                    .errors
+                    .push(format!("{}: vanished before it was read", path.lossy()));
+                return Ok(None);
+            }
+            Err(e) => {
+                self.stats.errors.push(format!("{}: {e}", path.lossy()));
+                return Ok(None);
+            }
+        };
+        let member = join(spec.member_prefix.as_bytes(), rel);
+        let ft = file_type(st.stx_mode as u32);
+        let in_lower = lowers.contains(rel);
+        let kind = if in_lower {
+            ChangeKind::Modified
+        } else {
+            ChangeKind::Added
+        };
+
+        // Overlay whiteout: a 0/0 character device.
+        if spec.overlay && ft == FileType::Char && st.stx_rdev_major == 0 && st.stx_rdev_minor == 0
+        {
+            let wh = join(
+                spec.member_prefix.as_bytes(),
+                &join(rel_dir, &[b".wh.", name].concat()),
+            );
+            let mut rec = base_record(
+                wh,
+                path.0,
+                spec.source,
+                ChangeKind::Deleted,
+                FileType::Whiteout,
+                &st,
+            );
+            rec.captured = false;
+            rec.reason = Some("whiteout".into());
+            self.emit(rec, None)?;
+            return Ok(None);
+        }
+        if spec.overlay && ft == FileType::File && name.starts_with(b".wh.") {
+            literal.push(rel.to_vec());
+            return Ok(None);
+        }
+        let mut rec = base_record(member, path.0.clone(), spec.source, kind, ft, &st);
+        match ft {
+            FileType::Dir => {
+                let fd = match rustix::fs::openat(
+                    dir,
+                    name,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                ) {
+                    Ok(fd) => fd,
+                    Err(e) => {
+                        rec.captured = false;
+                        rec.reason = Some(format!("cannot open directory: {e}"));
+                        self.emit(rec, None)?;
+                        return Ok(None);
+                    }
+                };
+                if !same_inode(&fd, &st) {
+                    rec.captured = false;
+                    rec.reason = Some("changed during read".into());
+                    rec.flags.push("changed-during-read".into());
+                    self.emit(rec, None)?;
+                    return Ok(None);
+                }
+                let (xattrs, overlay_marks) = read_xattrs(&fd);
+                rec.xattrs = xattrs;
+                let opaque = spec.overlay
+                    && overlay_marks
+                        .iter()
+                        .any(|(k, v)| k == b"trusted.overlay.opaque" && v == b"y");
+                if overlay_marks
+                    .iter()
+                    .any(|(k, _)| k == b"trusted.overlay.redirect")
+                {
+                    rec.flags.push("redirect".into());
+                }
+                let nested_mount = makedev(st.stx_dev_major, st.stx_dev_minor) != root_dev;
+                if nested_mount {
+                    rec.flags.push("mount-point".into());
+                    rec.reason = Some("nested mount, not entered".into());
+                }
+                self.emit(rec, None)?;
+                if opaque {
+                    let marker = join(spec.member_prefix.as_bytes(), &join(rel, b".wh..wh..opq"));
+                    let mut m = base_record(
+                        marker,
+                        path.0,
+                        spec.source,
+                        ChangeKind::OpaqueDir,
+                        FileType::Whiteout,
+                        &st,
+                    );
+                    m.mode = 0;
+                    m.captured = false;
+                    m.reason = Some("opaque directory marker".into());
+                    self.emit(m, None)?;
+                }
+                Ok(if nested_mount { None } else { Some(fd) })
+            }
+            FileType::Symlink => {
+                match rustix::fs::readlinkat(dir, name, Vec::new()) {
+                    Ok(target) => rec.link_target = Some(ByteText(target.into_bytes())),
+                    Err(e) => {
+                        rec.link_target = Some(ByteText::default());
+                        rec.captured = false;
+                        rec.reason = Some(format!("readlink failed: {e}"));
+                    }
+                }
+                self.emit(rec, None)?;
+                Ok(None)
+            }
+            FileType::Fifo | FileType::Socket | FileType::Char | FileType::Block => {
+                rec.captured = false;
+                rec.reason = Some(
+                    match ft {
+                        FileType::Fifo => "fifo",
+                        FileType::Socket => "socket",
+                        _ => "device",
+                    }
+                    .into(),
+                );
+                self.emit(rec, None)?;
+                Ok(None)
+            }
+            FileType::File | FileType::Whiteout => {
+                self.file(dir, name, rec, &st, lowers, rel)?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn file(
+        &mut self,
+        dir: &OwnedFd,
+        name: &[u8],
+        mut rec: ChangeRecord,
+        st: &rustix::fs::Statx,
+        lowers: &Lowers,
+        rel: &[u8],
+    ) -> Result<(), WriteError> {
+        let key = (makedev(st.stx_dev_major, st.stx_dev_minor), st.stx_ino);
+        if st.stx_nlink > 1 {
+            rec.hardlink_group = Some(st.stx_ino);
+            if let Some(first) = self.hardlinks.get(&key) {
+                rec.hardlink_to = Some(first.clone());
+                rec.stored_size = 0;
+                return self.emit(rec, None);
+            }
+        }
+        let fd = match rustix::fs::openat(
+            dir,
+            name,
+            OFlags::RDONLY
+                | OFlags::NOFOLLOW
+                | OFlags::NOATIME
+                | OFlags::NONBLOCK
+                | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(e) => {
+                rec.captured = false;
+                rec.reason = Some(if e == Errno::NOENT {
+                    "vanished during read".into()
+                } else {
+                    format!("cannot open: {e}")
+                });
+                if e == Errno::NOENT {
+                    self.stats
+                        .errors
+                        .push(format!("{}: vanished during read", rec.path.lossy()));
+                }
+                rec.stored_size = 0;
+                return self.emit(rec, None);
+            }
+        };
+        if !same_inode(&fd, st) {
+            rec.captured = false;
+            rec.reason = Some("changed during read".into());
+            rec.flags.push("changed-during-read".into());
+            rec.stored_size = 0;
+            return self.emit(rec, None);
+        }
+        let (xattrs, overlay_marks) = read_xattrs(&fd);
+        rec.xattrs = xattrs;
+        let metacopy = overlay_marks
+            .iter()
+            .any(|(k, _)| k == b"trusted.overlay.metacopy");
+        let file = File::from(fd);
+        let mut file_reader = &file;
+        let mut lower_file = None;
+        if metacopy {
+            rec.flags.push("metacopy".into());
+            lower_file = lowers.open_file(rel);
+            if lower_file.is_none() {
+                rec.captured = false;
+                rec.reason = Some("metacopy data not found in lower dirs".into());
+                rec.stored_size = 0;
+                return self.emit(rec, None);
+            }
+        }
+        if rec.size > self.opts.max_file_size {
+            rec.captured = false;
+            rec.reason = Some("over --max-file-size".into());
+            rec.stored_size = 0;
+            return self.emit(rec, None);
+        }
+        if self.total + rec.size > self.opts.max_total {
+            rec.captured = false;
+            rec.reason = Some("over --max-total".into());
+            rec.stored_size = 0;
+            return self.emit(rec, None);
+        }
+        if st.stx_nlink > 1 {
+            self.hardlinks.insert(key, rec.member.clone());
+        }
+        rec.stored_size = rec.size;
+        let before = (
+            st.stx_size,
+            st.stx_mtime.tv_sec,
+            st.stx_mtime.tv_nsec,
+            st.stx_ctime.tv_sec,
+            st.stx_ctime.tv_nsec,
+        );
+        let reader: &mut dyn Read = match &mut lower_file {
+            Some(l) => l,
+            None => &mut file_reader,
+        };
+        let check = &file;
+        self.emit_with(rec, Some(reader), |rec, outcome: CopyOutcome| {
+            let after = rustix::fs::statx(
+                check.as_fd(),
+                "",
+                AtFlags::EMPTY_PATH,
+                StatxFlags::BASIC_STATS,
+            )
+            .map(|s| {
+                (
+                    s.stx_size,
+                    s.stx_mtime.tv_sec,
+                    s.stx_mtime.tv_nsec,
+                    s.stx_ctime.tv_sec,
+                    s.stx_ctime.tv_nsec,
+                )
+            })
+            .ok();
+            if outcome.short || outcome.grew || (!metacopy && after != Some(before)) {
+                rec.captured = false;
+                rec.reason = Some("changed during read".into());
+                rec.flags.push("changed-during-read".into());
+            }
+        })
+    }
+
+    fn emit(
+        &mut self,
+        rec: ChangeRecord,
+        content: Option<&mut dyn Read>,
+    ) -> Result<(), WriteError> {
+        self.emit_with(rec, content, |_, _| {})
+    }
+
+    fn emit_with(
+        &mut self,
+        rec: ChangeRecord,
+        content: Option<&mut dyn Read>,
+        finish: impl FnOnce(&mut ChangeRecord, CopyOutcome),
+    ) -> Result<(), WriteError> {
+        let captured = rec.captured;
+        let stored = rec.stored_size;
+        self.writer.add_content(rec, content, finish)?;
+        self.stats.entries += 1;
+        self.stats.bytes += stored;
+        self.total += stored;
+        if !captured {
+            self.stats.not_captured += 1;
+        }
+        (self.progress)(self.stats.entries, self.stats.bytes);
+        Ok(())
+    }
+
+    /// Captures the regular files whose own name starts with `.wh.` into literal/,
+    /// re-opening their parent one component at a time without following symlinks.
+    pub fn literal(
+        &mut self,
+        root: &OwnedFd,
+        spec: &TreeSpec<'_>,
+        rels: &[Vec<u8>],
+        lowers: &Lowers,
+    ) -> Result<(), WriteError> {
+        for rel in rels {
+            let (parent, name) = match rel.iter().rposition(|&b| b == b'/') {
+                Some(i) => (&rel[..i], &rel[i + 1..]),
+                None => (&rel[..0], &rel[..]),
+            };
+            let dir = match open_beneath_dir(root, parent) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.stats
+                        .errors
+                        .push(format!("{}: {e}", container_path(spec, rel).lossy()));
+                    continue;
+                }
+            };
+            let path = container_path(spec, rel);
+            let st = match rustix::fs::statx(
+                &dir,
+                name,
+                AtFlags::SYMLINK_NOFOLLOW,
+                StatxFlags::BASIC_STATS | StatxFlags::BTIME,
+            ) {
+                Ok(st) if file_type(st.stx_mode as u32) == FileType::File => st,
+                _ => {
+                    self.stats
+                        .errors
+                        .push(format!("{}: vanished during read", path.lossy()));
+                    continue;
+                }
+            };
+            let member = join(b"literal", rel);
+            let kind = if lowers.contains(rel) {
+                ChangeKind::Modified
+            } else {
+                ChangeKind::Added
+            };
+            let rec = base_record(member, path.0, spec.source, kind, FileType::File, &st);
+            self.file(&dir, name, rec, &st, lowers, rel)?;
+        }
+        Ok(())
+    }
+}
+
+/// Opens a directory beneath `root`, one component at a time with O_NOFOLLOW.
+pub fn open_beneath_dir(root: &OwnedFd, rel: &[u8]) -> rustix::io::Result<OwnedFd> {
+    let mut cur = rustix::io::fcntl_dupfd_cloexec(root, 0)?;
+    for comp in rel.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+        if comp == b".." || comp == b"." {
+            return Err(Errno::INVAL);
+        }
+        cur = rustix::fs::openat(
+            &cur,
+            comp,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+    }
+    Ok(cur)
+}
+
+fn list_dir(fd: &OwnedFd) -> rustix::io::Result<Vec<Vec<u8>>> {
+    let dup = rustix::io::fcntl_dupfd_cloexec(fd, 0)?;
+    let mut dir = rustix::fs::Dir::new(dup)?;
+    let mut names = Vec::new();
+    while let Some(ent) = dir.read() {
+        let ent = ent?;
+        let n = ent.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            names.push(n.to_vec());
+        }
+    }
+    // Popped from the end: reverse order gives ascending tar order.
+    names.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(names)
+}
+
+fn join(a: &[u8], b: &[u8]) -> Vec<u8> {
+    if a.is_empty() {
+        return b.to_vec();
+    }
+    let mut v = Vec::with_capacity(a.len() + 1 + b.len());
+    v.extend_from_slice(a);
+    v.push(b'/');
+    v.extend_from_slice(b);
+    v
+}
+
+fn container_path(spec: &TreeSpec<'_>, rel: &[u8]) -> ByteText {
+    let root = spec.container_root.trim_end_matches('/').as_bytes();
+    let mut v = root.to_vec();
+    v.push(b'/');
+    v.extend_from_slice(rel);
+    ByteText(v)
+}
+
+fn makedev(major: u32, minor: u32) -> u64 {
+    rustix::fs::makedev(major, minor)
+}
+
+fn same_inode(fd: &OwnedFd, st: &rustix::fs::Statx) -> bool {
+    match rustix::fs::fstat(fd) {
+        Ok(s) => {
+            s.st_dev == makedev(st.stx_dev_major, st.stx_dev_minor)
+                && s.st_ino == st.stx_ino
+                && (s.st_mode & 0o170000) == (st.stx_mode as u32 & 0o170000)
+        }
+        Err(_) => false,
+    }
+}
+
+/// File type from st_mode.
+pub fn file_type(mode: u32) -> FileType {
+    match mode & 0o170000 {
+        0o040000 => FileType::Dir,
+        0o120000 => FileType::Symlink,
+        0o010000 => FileType::Fifo,
+        0o140000 => FileType::Socket,
+        0o020000 => FileType::Char,
+        0o060000 => FileType::Block,
+        _ => FileType::File,
+    }
+}
+
+fn ts(t: &rustix::fs::StatxTimestamp) -> i64 {
+    t.tv_sec
+        .saturating_mul(1_000_000_000)
+        .saturating_add(t.tv_nsec as i64)
+}
+
+fn base_record(
+    member: Vec<u8>,
+    path: Vec<u8>,
+    source: Source,
+    kind: ChangeKind,
+    ft: FileType,
+    st: &rustix::fs::Statx,
+) -> ChangeRecord {
+    let is_file = ft == FileType::File;
+    ChangeRecord {
+        member: ByteText(member),
+        path: ByteText(path),
+        source,
+        kind,
+        file_type: ft,
+        mode: st.stx_mode as u32 & 0o7777,
+        uid: st.stx_uid as u64,
+        gid: st.stx_gid as u64,
+        size: if is_file { st.stx_size } else { 0 },
+        stored_size: 0,
+        atime_ns: ts(&st.stx_atime),
+        mtime_ns: ts(&st.stx_mtime),
+        ctime_ns: ts(&st.stx_ctime),
+        btime_ns: (st.stx_mask & StatxFlags::BTIME.bits() != 0).then(|| ts(&st.stx_btime)),
+        sha256: None,
+        link_target: None,
+        hardlink_to: None,
+        hardlink_group: None,
+        nlink: st.stx_nlink as u64,
+        rdev_major: st.stx_rdev_major,
+        rdev_minor: st.stx_rdev_minor,
+        xattrs: Vec::new(),
+        captured: true,
+        reason: None,
+        flags: Vec::new(),
+    }
+}
+
+type RawXattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Extended attributes of an open file: the ones stored (everything but the overlay's
+/// own `trusted.overlay.*`), and the overlay markers separately.
+fn read_xattrs(fd: &OwnedFd) -> (Vec<Xattr>, RawXattrs) {
+    let mut names = vec![0u8; 4096];
+    let n = match rustix::fs::flistxattr(fd, &mut names) {
+        Ok(n) => n,
+        Err(Errno::RANGE) => {
+            names = vec![0u8; 65536];
+            rustix::fs::flistxattr(fd, &mut names).unwrap_or(0)
+        }
+        Err(_) => 0,
+    };
+    let mut stored = Vec::new();
+    let mut overlay = Vec::new();
+    for name in names[..n].split(|&b| b == 0).filter(|s| !s.is_empty()) {
+        let mut value = vec![0u8; 65536];
+        let Ok(cname) = std::ffi::CString::new(name) else {
+            continue;
+        };
+        let Ok(len) = rustix::fs::fgetxattr(fd, cname.as_c_str(), &mut value) else {
+            continue;
+        };
+        value.truncate(len);
+        if name.starts_with(b"trusted.overlay.") {
+            overlay.push((name.to_vec(), value));
+        } else {
+            stored.push(xattr(name, &value));
+        }
+    }
+    stored.sort_by(|a, b| a.name.cmp(&b.name));
+    (stored, overlay)
+}

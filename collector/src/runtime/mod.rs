@@ -1,0 +1,116 @@
+//! Container runtimes behind one trait. A backend answers "which containers exist" and
+//! "what does the runtime say about this one"; everything read from the host itself
+//! (processes, sockets, the overlay upper dir) is runtime-independent and lives in
+//! crate::host.
+
+pub mod containerd;
+pub mod docker;
+
+use exhibit_common::records::{LogLine, MountRecord};
+use std::path::PathBuf;
+
+/// One line of `exhibit-collect list`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ListedContainer {
+    pub runtime: &'static str,
+    pub namespace: Option<String>,
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub status: String,
+    pub pid: Option<i32>,
+    pub pod: Option<String>,
+    pub pod_namespace: Option<String>,
+    pub container_name: Option<String>,
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// What the runtime says about one container, enough to capture it.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerFacts {
+    pub runtime: &'static str,
+    pub runtime_version: String,
+    pub id: String,
+    pub name: String,
+    pub namespace: Option<String>,
+    pub pod: Option<String>,
+    pub pod_namespace: Option<String>,
+    pub image_ref: String,
+    pub image_id: String,
+    /// Host pid of the container's init process, when it runs.
+    pub init_pid: Option<i32>,
+    pub running: bool,
+    pub paused: bool,
+    /// The overlay upper dir, when the storage is overlay on this host.
+    pub upper_dir: Option<PathBuf>,
+    /// Lower dirs, topmost first.
+    pub lower_dirs: Vec<PathBuf>,
+    /// The runtime's own inspect output (Docker) or OCI spec (containerd), as JSON text.
+    pub inspect_json: String,
+    /// Normalized summary for container.json (see docs/bundle-format.md).
+    pub summary: serde_json::Value,
+    /// Content of image.json.
+    pub image: serde_json::Value,
+    pub mounts: Vec<MountRecord>,
+    /// Runtime-provided files (hosts, hostname, resolv.conf): container path, host path.
+    pub runtime_files: Vec<(String, PathBuf)>,
+}
+
+/// A container runtime the collector can read from.
+#[allow(async_fn_in_trait)]
+pub trait Runtime {
+    /// `docker` or `containerd`.
+    fn name(&self) -> &'static str;
+    /// Every container the runtime knows.
+    async fn list(&self) -> anyhow::Result<Vec<ListedContainer>>;
+    /// Everything needed to capture the container with this full id.
+    async fn facts(&self, id: &str) -> anyhow::Result<ContainerFacts>;
+    /// Log lines since `since` (Unix seconds), oldest first, through `sink`.
+    async fn logs(
+        &self,
+        facts: &ContainerFacts,
+        since: Option<i64>,
+        sink: &mut dyn FnMut(LogLine),
+    ) -> anyhow::Result<()>;
+    /// Pauses (freezes) the container.
+    async fn pause(&self, id: &str) -> anyhow::Result<()>;
+    /// Resumes a paused container.
+    async fn resume(&self, id: &str) -> anyhow::Result<()>;
+    /// A handle that resumes the container from a signal handler.
+    fn resumer(&self, id: &str) -> crate::interrupt::Resumer;
+}
+
+/// Resolves a user's CONTAINER argument against listed containers: exact id, exact
+/// name, or unique id prefix.
+pub fn resolve<'a>(all: &'a [ListedContainer], query: &str) -> Vec<&'a ListedContainer> {
+    let q = query.trim_start_matches('/');
+    let exact: Vec<_> = all
+        .iter()
+        .filter(|c| c.id == q || c.name == q || c.container_name.as_deref() == Some(q))
+        .collect();
+    if !exact.is_empty() {
+        return exact;
+    }
+    if q.len() >= 4 && q.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return all.iter().filter(|c| c.id.starts_with(q)).collect();
+    }
+    Vec::new()
+}
+
+/// Capabilities Docker and containerd grant by default (OCI default set).
+pub const DEFAULT_CAPS: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
