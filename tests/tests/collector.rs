@@ -1,0 +1,585 @@
+//! exhibit-collect against real dockerd and containerd: one scenario table drives both
+//! runtimes; safety cases run against real containers an attacker could shape.
+
+mod support;
+
+use exhibit_common::records::{ChangeKind, ChangeRecord, ProcessRecord, SocketRecord};
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::process::Command;
+use support::{collect, jsonl, ok, plain_bytes, run, verified, Container, Rt};
+
+const STAGE: &str = r#"set -e
+echo pwn > /www/shell.cgi && chmod 755 /www/shell.cgi
+rm /www/style.css
+mkdir -p /tmp/.cache && ln -s /etc/shadow /tmp/.cache/l
+mkfifo /tmp/f
+ln /www/shell.cgi /tmp/hard
+echo hi > /dev/shm/payload
+printf x > "$(printf '/tmp/\377name')"
+"#;
+
+fn expected() -> Vec<(Vec<u8>, ChangeKind)> {
+    use ChangeKind::*;
+    vec![
+        (b"/www".to_vec(), Modified),
+        (b"/www/shell.cgi".to_vec(), Added),
+        (b"/www/style.css".to_vec(), Deleted),
+        (b"/tmp".to_vec(), Modified),
+        (b"/tmp/.cache".to_vec(), Added),
+        (b"/tmp/.cache/l".to_vec(), Added),
+        (b"/tmp/f".to_vec(), Added),
+        (b"/tmp/hard".to_vec(), Added),
+        (b"/tmp/\xffname".to_vec(), Added),
+        (b"/dev/shm/payload".to_vec(), Added),
+    ]
+}
+
+// Paths the runtimes themselves create in a container (mount points, runtime files).
+const RUNTIME_PATHS: [&str; 9] = [
+    "/dev",
+    "/proc",
+    "/sys",
+    "/run",
+    "/etc",
+    "/etc/hosts",
+    "/etc/hostname",
+    "/etc/resolv.conf",
+    "/dev/shm",
+];
+
+fn records(v: &exhibit_common::VerifiedBundle) -> Vec<ChangeRecord> {
+    v.records()
+        .expect("records")
+        .map(|r| r.expect("record"))
+        .collect()
+}
+
+fn host_busybox_sha256() -> String {
+    exhibit_common::hashing::sha256_reader(
+        std::fs::File::open("/bin/busybox").expect("host busybox"),
+    )
+    .expect("hash")
+    .0
+}
+
+#[test]
+fn same_scenario_same_evidence_on_docker_and_containerd() {
+    for rt in Rt::ALL {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, pubkey) = support::keypair(dir.path());
+        let c = Container::start(rt, "web", &[]);
+        c.sh(STAGE);
+        let out_dir = dir.path().join("out");
+        std::fs::create_dir(&out_dir).unwrap();
+        let (out, bundle) = c.capture(
+            &out_dir,
+            &[
+                "--key",
+                key.to_str().unwrap(),
+                "--case",
+                "INC-42",
+                "--examiner",
+                "alice",
+            ],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{rt:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bundle = bundle.expect("bundle written");
+        let v = verified(&bundle, &pubkey);
+        let m = v.manifest();
+        assert_eq!(m.case.as_deref(), Some("INC-42"));
+        assert_eq!(m.container.runtime, rt.flag());
+        assert_eq!(m.fs_method, "overlay-upperdir");
+
+        let recs = records(&v);
+        let got: BTreeSet<(Vec<u8>, ChangeKind)> =
+            recs.iter().map(|r| (r.path.0.clone(), r.kind)).collect();
+        for e in expected() {
+            assert!(
+                got.contains(&e),
+                "{rt:?}: missing {:?} {:?} in {got:?}",
+                String::from_utf8_lossy(&e.0),
+                e.1
+            );
+        }
+        let expected_paths: BTreeSet<Vec<u8>> = expected().into_iter().map(|e| e.0).collect();
+        for r in &recs {
+            let p = r.path.lossy();
+            assert!(
+                expected_paths.contains(&r.path.0)
+                    || RUNTIME_PATHS
+                        .iter()
+                        .any(|x| p == *x || p.starts_with(&format!("{x}/"))),
+                "{rt:?}: unexpected record {p}"
+            );
+        }
+        let by_path = |p: &[u8]| {
+            recs.iter()
+                .find(|r| r.path.0 == p)
+                .unwrap_or_else(|| panic!("no record {}", String::from_utf8_lossy(p)))
+        };
+        assert_eq!(
+            by_path(b"/tmp/.cache/l")
+                .link_target
+                .as_ref()
+                .unwrap()
+                .as_bytes(),
+            b"/etc/shadow"
+        );
+        let fifo = by_path(b"/tmp/f");
+        assert!(!fifo.captured && fifo.reason.as_deref() == Some("fifo"));
+        let (hard, shell) = (by_path(b"/tmp/hard"), by_path(b"/www/shell.cgi"));
+        assert_eq!(hard.hardlink_group, shell.hardlink_group);
+        assert_eq!(
+            shell.hardlink_to.as_ref().map(|m| m.as_bytes().to_vec()),
+            Some(b"rootfs/tmp/hard".to_vec())
+        );
+        assert_eq!(
+            hard.sha256.as_deref(),
+            Some(exhibit_common::hashing::sha256_hex(b"pwn\n").as_str())
+        );
+        assert_eq!(
+            by_path(b"/www/style.css").member.as_bytes(),
+            b"rootfs/www/.wh.style.css"
+        );
+        assert_eq!(
+            by_path(b"/dev/shm/payload").source,
+            exhibit_common::records::Source::Tmpfs
+        );
+        let mut payload = Vec::new();
+        v.walk_content(&mut |r, body| {
+            if r.path.as_bytes() == b"/dev/shm/payload" {
+                body.read_to_end(&mut payload)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(payload, b"hi\n");
+
+        let procs: Vec<ProcessRecord> = jsonl(&v, "exhibit/processes.jsonl");
+        let httpd = procs
+            .iter()
+            .find(|p| p.argv.items.first().map(|a| a.as_bytes()) == Some(b"/bin/httpd"))
+            .unwrap_or_else(|| panic!("{rt:?}: no httpd in {procs:?}"));
+        assert_eq!(httpd.exe.as_ref().unwrap().as_bytes(), b"/bin/busybox");
+        assert_eq!(
+            httpd.exe_sha256.as_deref(),
+            Some(host_busybox_sha256().as_str())
+        );
+        assert_eq!(httpd.user.as_deref(), Some("root"));
+        assert!(!httpd.exe_deleted && !httpd.memfd);
+        assert_eq!(httpd.ns_pid, Some(1));
+        let socks: Vec<SocketRecord> = jsonl(&v, "exhibit/sockets.jsonl");
+        assert!(
+            socks.iter().any(|s| s.proto.starts_with("tcp")
+                && s.state == "LISTEN"
+                && s.local.ends_with(":8080")
+                && s.pids.contains(&httpd.pid)),
+            "{rt:?}: no listener on 8080 owned by httpd in {socks:?}"
+        );
+        // The independent verifier accepts what the collector wrote.
+        let py = ok(Command::new("/opt/exhibit-venv/bin/python")
+            .arg(support::root().join("tests/interop/verify_bundle.py"))
+            .arg(&bundle)
+            .arg(&pubkey));
+        assert!(py.starts_with("OK"), "{py}");
+        // The .sha256 file matches, sha256sum format.
+        let side = std::fs::read_to_string(format!("{}.sha256", bundle.display())).unwrap();
+        let sum = exhibit_common::hashing::sha256_reader(std::fs::File::open(&bundle).unwrap())
+            .unwrap()
+            .0;
+        assert_eq!(side.split_whitespace().next(), Some(sum.as_str()));
+    }
+}
+
+#[test]
+fn captured_changes_equal_docker_diff_and_capture_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Container::start(Rt::Docker, "web", &[]);
+    c.sh(STAGE);
+    let atime = |c: &Container| c.sh("stat -c %X /www/shell.cgi");
+    let (diff_before, pids_before, atime_before) = (c.docker_diff(), c.pids(), atime(&c));
+    let (out, bundle) = c.capture(dir.path(), &["--unsigned"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        c.docker_diff(),
+        diff_before,
+        "the capture changed the container"
+    );
+    assert_eq!(
+        c.pids(),
+        pids_before,
+        "a process was started in the container"
+    );
+    assert_eq!(atime(&c), atime_before, "the capture changed an atime");
+    let v = exhibit_common::verify(&bundle.unwrap(), &Default::default()).unwrap();
+    let ours: BTreeSet<String> = records(&v)
+        .iter()
+        .filter(|r| r.source == exhibit_common::records::Source::Upper)
+        .map(|r| {
+            let k = match r.kind {
+                ChangeKind::Added => "A",
+                ChangeKind::Modified => "C",
+                ChangeKind::Deleted => "D",
+                ChangeKind::OpaqueDir => "O",
+            };
+            format!("{k} {}", r.path.lossy())
+        })
+        .collect();
+    let theirs: BTreeSet<String> = diff_before
+        .into_iter()
+        .map(|l| l.replace('\u{fffd}', "\u{fffd}"))
+        .collect();
+    // docker diff prints the non-UTF-8 name lossily, as we do here.
+    assert_eq!(ours, theirs);
+}
+
+#[test]
+fn hostile_container_cannot_pull_host_files_into_the_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let canary = dir.path().join("canary");
+    let secret = format!("HOST-SECRET-{}", std::process::id());
+    std::fs::write(&canary, &secret).unwrap();
+    for rt in Rt::ALL {
+        let c = Container::start(rt, "shell", &[]);
+        let script = format!(
+            "ln -s {} /tmp/to-host && ln -s /proc/1/root{} /tmp/via-proc && ln -s / /tmp/rootlink && ln -s /tmp/loop /tmp/loop && mkdir /tmp/d && ln -s {} /tmp/d/x",
+            canary.display(),
+            canary.display(),
+            dir.path().display()
+        );
+        c.sh(&script);
+        let out_dir = dir.path().join(format!("out-{}", rt.flag()));
+        std::fs::create_dir(&out_dir).unwrap();
+        let (out, bundle) = c.capture(&out_dir, &["--unsigned"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bundle = bundle.unwrap();
+        let bytes = plain_bytes(&bundle);
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{rt:?}: host canary content entered the bundle"
+        );
+        let v = exhibit_common::verify(&bundle, &Default::default()).unwrap();
+        let recs = records(&v);
+        let link = recs
+            .iter()
+            .find(|r| r.path.as_bytes() == b"/tmp/to-host")
+            .unwrap();
+        assert_eq!(link.file_type, exhibit_common::records::FileType::Symlink);
+        assert_eq!(
+            link.link_target.as_ref().unwrap().lossy(),
+            canary.display().to_string()
+        );
+        assert!(recs
+            .iter()
+            .all(|r| !r.path.lossy().starts_with("/tmp/rootlink/")));
+    }
+}
+
+#[test]
+fn oversized_sparse_files_many_files_and_odd_names_complete_quickly() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Container::start(Rt::Docker, "shell", &[]);
+    c.sh("truncate -s 100G /tmp/sparse && mkdir /tmp/many && cd /tmp/many && seq 1 10000 | xargs touch && touch \"$(printf '/tmp/new\\nline')\"");
+    let t = std::time::Instant::now();
+    let (out, bundle) = c.capture(dir.path(), &["--unsigned"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(60),
+        "capture took {:?}",
+        t.elapsed()
+    );
+    let v = exhibit_common::verify(&bundle.unwrap(), &Default::default()).unwrap();
+    let recs = records(&v);
+    let sparse = recs
+        .iter()
+        .find(|r| r.path.as_bytes() == b"/tmp/sparse")
+        .unwrap();
+    assert_eq!(
+        (sparse.size, sparse.stored_size, sparse.captured),
+        (100 << 30, 0, false)
+    );
+    assert_eq!(sparse.reason.as_deref(), Some("over --max-file-size"));
+    assert_eq!(
+        recs.iter()
+            .filter(|r| r.path.lossy().starts_with("/tmp/many/"))
+            .count(),
+        10_000
+    );
+    assert!(recs.iter().any(|r| r.path.as_bytes() == b"/tmp/new\nline"));
+}
+
+#[test]
+fn freeze_pauses_and_always_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Container::start(Rt::Docker, "web", &[]);
+    let (out, bundle) = c.capture(dir.path(), &["--unsigned", "--freeze"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let paused = ok(Command::new("docker").args(["inspect", "-f", "{{.State.Paused}}", &c.name]));
+    assert_eq!(paused.trim(), "false");
+    let v = exhibit_common::verify(&bundle.unwrap(), &Default::default()).unwrap();
+    let f = v.manifest().freeze.clone().expect("freeze window recorded");
+    assert!(f.resumed_at.unwrap() >= f.paused_at);
+}
+
+#[test]
+fn killed_collector_leaves_nothing_at_the_final_name() {
+    for signal in ["KILL", "TERM"] {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Container::start(Rt::Docker, "shell", &[]);
+        c.sh("truncate -s 4G /tmp/a /tmp/b /tmp/c");
+        let target = dir.path().join("x.exhibit.tar.zst");
+        let mut child = collect()
+            .args([
+                "capture",
+                "--runtime",
+                "docker",
+                &c.id,
+                "--unsigned",
+                "--max-file-size",
+                "4GiB",
+                "--freeze",
+                "-o",
+            ])
+            .arg(&target)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        ok(Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]));
+        let status = child.wait().unwrap();
+        assert!(
+            !status.success(),
+            "{signal}: the capture finished before the signal; make the staged files larger"
+        );
+        assert!(
+            !target.exists(),
+            "{signal}: a file appeared at the final name"
+        );
+        if signal == "TERM" {
+            assert_eq!(status.code(), Some(130));
+            assert!(
+                !dir.path().join("x.exhibit.tar.zst.partial").exists(),
+                "SIGTERM left the partial file"
+            );
+            let paused =
+                ok(Command::new("docker").args(["inspect", "-f", "{{.State.Paused}}", &c.name]));
+            assert_eq!(paused.trim(), "false", "SIGTERM left the container paused");
+        } else {
+            // SIGKILL cannot be handled: the container may stay paused; resume it.
+            let _ = Command::new("docker").args(["unpause", &c.name]).output();
+        }
+    }
+}
+
+#[test]
+fn container_exiting_mid_capture_gives_a_sealed_incomplete_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Container::start(Rt::Docker, "shell", &[]);
+    // The init process exits after 2 s, while the collector still reads 12 GiB.
+    c.sh("echo x > /dev/shm/a && truncate -s 4G /tmp/a /tmp/b /tmp/c");
+    let stopper = {
+        let name = c.name.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            let _ = Command::new("docker").args(["kill", &name]).output();
+        })
+    };
+    let (out, bundle) = c.capture(dir.path(), &["--unsigned", "--max-file-size", "4GiB"]);
+    stopper.join().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected exit 1 (incomplete): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = exhibit_common::verify(&bundle.expect("a sealed bundle"), &Default::default()).unwrap();
+    let m = v.manifest();
+    assert_eq!(
+        m.completeness.status,
+        exhibit_common::manifest::CompletenessStatus::Incomplete
+    );
+    assert!(!m.completeness.reasons.is_empty());
+}
+
+#[test]
+fn bad_input_gives_one_line_errors_with_hints_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = support::keypair(dir.path());
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "capture".into(),
+                "no-such-container-xyz".into(),
+                "--unsigned".into(),
+            ],
+            "exhibit-collect list",
+        ),
+        (
+            vec![
+                "capture".into(),
+                "x".into(),
+                "--unsigned".into(),
+                "--runtime".into(),
+                "docker".into(),
+                "--docker-host".into(),
+                "unix:///nonexistent/docker.sock".into(),
+            ],
+            "dockerd",
+        ),
+        (
+            vec![
+                "capture".into(),
+                "x".into(),
+                "--unsigned".into(),
+                "--runtime".into(),
+                "containerd".into(),
+                "--containerd-address".into(),
+                "/nonexistent.sock".into(),
+            ],
+            "containerd",
+        ),
+        (
+            vec![
+                "capture".into(),
+                "x".into(),
+                "--unsigned".into(),
+                "--level".into(),
+                "22".into(),
+            ],
+            "levels",
+        ),
+        (
+            vec![
+                "capture".into(),
+                "x".into(),
+                "--key".into(),
+                dir.path().join("missing.key").display().to_string(),
+            ],
+            "keygen",
+        ),
+        (
+            vec![
+                "keygen".into(),
+                "--out".into(),
+                dir.path().join("ir").display().to_string(),
+            ],
+            "never overwritten",
+        ),
+    ];
+    for (args, hint) in cases {
+        let out = run(collect().args(&args));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let first = err.lines().next().unwrap_or_default();
+        assert!(first.starts_with("error: "), "{args:?}: {err}");
+        assert!(
+            err.lines()
+                .skip(1)
+                .any(|l| l.starts_with("hint: ") && l.contains(hint)),
+            "{args:?}: no hint mentioning {hint:?}: {err}"
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "{args:?}: data on stdout for an error"
+        );
+    }
+    // A private key readable by others is refused.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run(collect().args(["capture", "x", "--key"]).arg(&key));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hint: chmod 600"));
+    // An existing output file is never replaced.
+    let c = Container::start(Rt::Docker, "shell", &[]);
+    let existing = dir.path().join("exists.tar.zst");
+    std::fs::write(&existing, b"keep me").unwrap();
+    let out = run(collect()
+        .args(["capture", "--runtime", "docker", &c.id, "--unsigned", "-o"])
+        .arg(&existing));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&existing).unwrap(), b"keep me");
+}
+
+#[test]
+fn keygen_writes_keys_openssl_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, pubkey) = support::keypair(dir.path());
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&key).unwrap().mode() & 0o777, 0o600);
+    let text = ok(Command::new("openssl")
+        .args(["pkey", "-noout", "-text", "-in"])
+        .arg(&key));
+    assert!(text.contains("ED25519 Private-Key"), "{text}");
+    let text = ok(Command::new("openssl")
+        .args(["pkey", "-pubin", "-noout", "-text", "-in"])
+        .arg(&pubkey));
+    assert!(text.contains("ED25519 Public-Key"), "{text}");
+}
+
+#[test]
+fn stdout_streaming_and_list() {
+    let c = Container::start(Rt::Docker, "web", &[]);
+    let out = run(collect().args([
+        "capture",
+        "--runtime",
+        "docker",
+        &c.id,
+        "--unsigned",
+        "-o",
+        "-",
+    ]));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("s.exhibit.tar.zst");
+    std::fs::write(&p, &out.stdout).unwrap();
+    let v = exhibit_common::verify(&p, &Default::default()).unwrap();
+    assert_eq!(v.manifest().container.id, c.id);
+    let list = ok(collect().args(["list", "--format", "json"]));
+    let all: Vec<serde_json::Value> = serde_json::from_str(&list).unwrap();
+    assert!(all
+        .iter()
+        .any(|x| x["id"] == c.id.as_str() && x["runtime"] == "docker"));
+    let cc = Container::start(Rt::Containerd, "shell", &[]);
+    let list = ok(collect().args(["list", "--format", "json"]));
+    let all: Vec<serde_json::Value> = serde_json::from_str(&list).unwrap();
+    assert!(all.iter().any(|x| x["id"] == cc.id.as_str()
+        && x["runtime"] == "containerd"
+        && x["namespace"] == "k8s.io"
+        && x["status"] == "running"));
+}

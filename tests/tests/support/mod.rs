@@ -1,0 +1,316 @@
+//! Shared harness of the end-to-end tests: the built binaries, real dockerd and
+//! containerd (started by scripts/setup; a test that cannot reach them fails), and
+//! disposable containers that are always removed.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Once;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+static BUILD: Once = Once::new();
+
+/// Path of a workspace binary, built once per test process.
+pub fn bin(name: &str) -> PathBuf {
+    BUILD.call_once(|| {
+        let st = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--bins",
+                "-p",
+                "exhibit-collector",
+                "-p",
+                "exhibit-analyzer",
+                "-p",
+                "exhibit-playbooks",
+            ])
+            .current_dir(root())
+            .status()
+            .expect("running cargo build");
+        assert!(st.success(), "cargo build of the binaries failed");
+    });
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    target.join("debug").join(name)
+}
+
+/// Runs a command and returns its output.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
+}
+
+/// Runs a command that must succeed; returns stdout as text.
+pub fn ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The standalone containerd's socket (scripts/setup exports it).
+pub fn containerd_address() -> String {
+    std::env::var("CONTAINERD_ADDRESS")
+        .unwrap_or_else(|_| "/run/exhibit-containerd/containerd.sock".into())
+}
+
+/// Saved fixture images (docker save tars) from scripts/setup.
+pub fn fixtures_dir() -> PathBuf {
+    std::env::var_os("EXHIBIT_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/exhibit/fixtures"))
+}
+
+/// `exhibit-collect` with the runtime environment of the tests.
+pub fn collect() -> Command {
+    let mut c = Command::new(bin("exhibit-collect"));
+    c.env("CONTAINERD_ADDRESS", containerd_address())
+        .env_remove("DOCKER_HOST");
+    c
+}
+
+/// `exhibit-analyze`.
+pub fn analyze() -> Command {
+    Command::new(bin("exhibit-analyze"))
+}
+
+/// Which runtime a scenario runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rt {
+    Docker,
+    Containerd,
+}
+
+impl Rt {
+    pub const ALL: [Rt; 2] = [Rt::Docker, Rt::Containerd];
+    pub fn flag(self) -> &'static str {
+        match self {
+            Rt::Docker => "docker",
+            Rt::Containerd => "containerd",
+        }
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+fn ctr() -> Command {
+    let mut c = Command::new("ctr");
+    c.args(["-a", &containerd_address(), "-n", "k8s.io"]);
+    c
+}
+
+/// A disposable container, removed on drop.
+pub struct Container {
+    pub rt: Rt,
+    pub name: String,
+    pub id: String,
+}
+
+impl Container {
+    /// Starts `image` (fixture name such as `web`) on `rt` with extra docker run flags.
+    pub fn start(rt: Rt, image: &str, docker_flags: &[&str]) -> Container {
+        let name = unique(&format!("exhibit-test-{image}"));
+        let id = match rt {
+            Rt::Docker => {
+                let mut c = Command::new("docker");
+                c.args(["run", "-d", "--name", &name])
+                    .args(docker_flags)
+                    .arg(format!("exhibit-fixture/{image}:1"));
+                ok(&mut c).trim().to_string()
+            }
+            Rt::Containerd => {
+                ok(ctr().args([
+                    "run",
+                    "-d",
+                    &format!("docker.io/exhibit-fixture/{image}:1"),
+                    &name,
+                ]));
+                name.clone()
+            }
+        };
+        let c = Container { rt, name, id };
+        // Wait until the init process runs.
+        for _ in 0..50 {
+            if c.sh_status("true") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        c
+    }
+
+    /// Runs a shell script inside the container (test staging only).
+    pub fn sh(&self, script: &str) -> String {
+        let out = self.sh_output(script);
+        assert!(
+            out.status.success(),
+            "staging {script:?} in {} failed: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn sh_status(&self, script: &str) -> bool {
+        self.sh_output(script).status.success()
+    }
+
+    fn sh_output(&self, script: &str) -> Output {
+        match self.rt {
+            Rt::Docker => {
+                run(Command::new("docker").args(["exec", &self.name, "sh", "-c", script]))
+            }
+            Rt::Containerd => run(ctr().args([
+                "task",
+                "exec",
+                "--exec-id",
+                &unique("x"),
+                &self.name,
+                "sh",
+                "-c",
+                script,
+            ])),
+        }
+    }
+
+    /// `docker diff` lines (Docker only).
+    pub fn docker_diff(&self) -> Vec<String> {
+        let mut v: Vec<String> = ok(Command::new("docker").args(["diff", &self.name]))
+            .lines()
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Host pids of the container's processes.
+    pub fn pids(&self) -> Vec<i32> {
+        let init = match self.rt {
+            Rt::Docker => {
+                ok(Command::new("docker").args(["inspect", "-f", "{{.State.Pid}}", &self.name]))
+            }
+            Rt::Containerd => ok(ctr().args(["task", "ls"]))
+                .lines()
+                .find(|l| l.starts_with(&self.name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .unwrap_or("0")
+                .to_string(),
+        };
+        let init: i32 = init.trim().parse().expect("init pid");
+        let ns = std::fs::read_link(format!("/proc/{init}/ns/pid")).expect("pid ns");
+        let mut pids: Vec<i32> = std::fs::read_dir("/proc")
+            .expect("/proc")
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+            .filter(|p: &i32| {
+                std::fs::read_link(format!("/proc/{p}/ns/pid"))
+                    .ok()
+                    .as_ref()
+                    == Some(&ns)
+            })
+            .collect();
+        pids.sort();
+        pids
+    }
+
+    /// Captures this container into `dir` with the given extra flags; returns the
+    /// process output and the bundle path (when one was written).
+    pub fn capture(&self, dir: &Path, extra: &[&str]) -> (Output, Option<PathBuf>) {
+        let out = run(collect()
+            .args(["capture", "--runtime", self.rt.flag(), &self.id, "-o"])
+            .arg(dir)
+            .args(extra));
+        let bundle = std::fs::read_dir(dir)
+            .expect("output dir")
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with(".exhibit.tar.zst"));
+        (out, bundle)
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        match self.rt {
+            Rt::Docker => {
+                let _ = Command::new("docker")
+                    .args(["rm", "-f", &self.name])
+                    .output();
+            }
+            Rt::Containerd => {
+                let _ = ctr()
+                    .args(["task", "kill", "-s", "SIGKILL", &self.name])
+                    .output();
+                for _ in 0..30 {
+                    let out = ctr().args(["task", "rm", "-f", &self.name]).output();
+                    if out.map(|o| o.status.success()).unwrap_or(false) {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                let _ = ctr().args(["containers", "rm", &self.name]).output();
+                let _ = ctr().args(["snapshots", "rm", &self.name]).output();
+            }
+        }
+    }
+}
+
+/// A fresh signing key pair in `dir`; returns (key, pub).
+pub fn keypair(dir: &Path) -> (PathBuf, PathBuf) {
+    ok(collect().args(["keygen", "--out"]).arg(dir.join("ir")));
+    (dir.join("ir.key"), dir.join("ir.pub"))
+}
+
+/// Verifies a bundle with the library and the given public key.
+pub fn verified(bundle: &Path, pubkey: &Path) -> exhibit_common::VerifiedBundle {
+    let key = exhibit_common::keys::load_public_key(pubkey).expect("public key");
+    exhibit_common::verify(
+        bundle,
+        &exhibit_common::VerifyOptions {
+            keys: vec![key],
+            max_decompressed: None,
+        },
+    )
+    .unwrap_or_else(|e| panic!("{} did not verify: {e}", bundle.display()))
+}
+
+/// Parses a JSON Lines member of a verified bundle.
+pub fn jsonl<T: serde::de::DeserializeOwned>(
+    v: &exhibit_common::VerifiedBundle,
+    member: &str,
+) -> Vec<T> {
+    let bytes = v
+        .member(member)
+        .expect("member readable")
+        .unwrap_or_default();
+    bytes
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).expect("json line"))
+        .collect()
+}
+
+/// Decompressed bytes of a bundle (for "this must not appear anywhere" checks).
+pub fn plain_bytes(bundle: &Path) -> Vec<u8> {
+    zstd::decode_all(std::fs::File::open(bundle).expect("bundle")).expect("zstd")
+}
