@@ -1,1 +1,6 @@
+//! exhibit-drill: fire drills that stage attacks in disposable containers, capture,
+//! analyse and score detection. Start at [`runner::run`]; playbooks are in drills/.
 
+pub mod drill;
+pub mod runner;
+pub mod scorecard;

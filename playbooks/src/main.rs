@@ -1,1 +1,169 @@
-fn main() {}
+//! exhibit-drill: `main` parses, `run` does, the result becomes the exit code.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+use exhibit_playbooks::{drill, runner, scorecard};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const EXAMPLES: &str = "Examples:
+  exhibit-drill list
+  exhibit-drill run webshell
+  exhibit-drill run --all --runtime containerd --format markdown";
+
+/// Fire drills: stage an attack in a disposable container, capture, analyse, score.
+#[derive(Parser)]
+#[command(name = "exhibit-drill", version, after_help = EXAMPLES)]
+struct Cli {
+    /// Directory of drill playbooks (default: EXHIBIT_DRILLS or the shipped ones).
+    #[arg(long, global = true)]
+    drills: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// List the drills.
+    List,
+    /// Run drills and print their scorecards.
+    Run {
+        /// Drill names.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        names: Vec<String>,
+        /// Every drill.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, value_enum, default_value = "docker")]
+        runtime: runner::DrillRuntime,
+        /// Sign with this key (PREFIX.key beside PREFIX.pub) instead of an ephemeral one.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        #[arg(
+            long,
+            env = "CONTAINERD_ADDRESS",
+            default_value = "/run/containerd/containerd.sock"
+        )]
+        containerd_address: String,
+        #[arg(long, env = "CONTAINERD_NAMESPACE", default_value = "k8s.io")]
+        namespace: String,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// Keep containers and bundles (their paths are printed).
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+    Markdown,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .try_init();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let text = format!("{e:#}");
+            let mut lines = text.lines();
+            eprintln!("error: {}", lines.next().unwrap_or_default());
+            for l in lines {
+                eprintln!("{l}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<u8> {
+    let dir = drill::drills_dir(cli.drills.as_deref());
+    let all = drill::load_all(&dir)?;
+    match cli.command {
+        Cmd::List => {
+            for d in &all {
+                println!(
+                    "{:<24} {:<28} {}",
+                    d.name,
+                    d.attack.join(","),
+                    d.description
+                );
+            }
+            Ok(0)
+        }
+        Cmd::Run {
+            names,
+            all: every,
+            runtime,
+            key,
+            containerd_address,
+            namespace,
+            format,
+            keep,
+        } => {
+            let chosen: Vec<&drill::Drill> = if every {
+                all.iter().collect()
+            } else {
+                let mut v = Vec::new();
+                for n in &names {
+                    match all.iter().find(|d| d.name == *n) {
+                        Some(d) => v.push(d),
+                        None => {
+                            let known: Vec<&str> = all.iter().map(|d| d.name.as_str()).collect();
+                            anyhow::bail!(
+                                "no drill named {n:?}\nhint: drills: {}",
+                                known.join(", ")
+                            );
+                        }
+                    }
+                }
+                v
+            };
+            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+            let settings = runner::RunSettings {
+                runtime,
+                key,
+                containerd_address,
+                namespace,
+                keep,
+                fixtures: std::env::var_os("EXHIBIT_FIXTURES")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from("/var/lib/exhibit/fixtures")),
+                profiles: std::env::var_os("EXHIBIT_PROFILES")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| root.join("fixtures/profiles")),
+            };
+            let work = tempfile::Builder::new()
+                .prefix("exhibit-drill-")
+                .tempdir()?;
+            let work_path = if keep {
+                work.keep()
+            } else {
+                work.path().to_path_buf()
+            };
+            let mut cards = Vec::new();
+            for d in chosen {
+                eprintln!("drill {} on {:?}...", d.name, runtime);
+                cards.push(runner::run(d, &settings, &work_path));
+            }
+            match format {
+                Format::Text => print!("{}", scorecard::text(&cards)),
+                Format::Markdown => print!("{}", scorecard::markdown(&cards)),
+                Format::Json => println!("{}", serde_json::to_string_pretty(&cards)?),
+            }
+            Ok(if cards.iter().any(|c| c.result == "errored") {
+                2
+            } else if cards.iter().any(|c| c.result == "failed") {
+                1
+            } else {
+                0
+            })
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! A drill: a playbook file that stages an attack in a disposable container and names
+//! the findings a capture and analysis must (and must not) produce.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// One playbook, as in playbooks/drills/NAME.yaml (schema: docs/playbooks.md).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Drill {
+    pub name: String,
+    pub description: String,
+    /// MITRE ATT&CK technique ids (Containers matrix), e.g. T1505.003.
+    pub attack: Vec<String>,
+    /// Fixture image name: `web` or `shell` (exhibit-fixture/NAME:1).
+    pub image: String,
+    #[serde(default)]
+    pub run: RunOptions,
+    /// Steps run inside the container by the drill runner, in order.
+    pub stage: Vec<Step>,
+    /// Findings that must appear.
+    pub expect: Vec<FindingPattern>,
+    /// Findings that must not appear.
+    #[serde(default)]
+    pub forbid: Vec<FindingPattern>,
+    /// Profile file, relative to fixtures/profiles/.
+    pub profile: Option<String>,
+    /// Seconds the whole drill may take.
+    #[serde(default = "default_budget")]
+    pub budget_seconds: u64,
+}
+
+fn default_budget() -> u64 {
+    60
+}
+
+/// How the disposable container is started.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunOptions {
+    #[serde(default)]
+    pub privileged: bool,
+    /// Bind mounts `HOST:CONTAINER[:ro]`.
+    #[serde(default)]
+    pub mounts: Vec<String>,
+    /// Capabilities to add, e.g. NET_ADMIN.
+    #[serde(default)]
+    pub cap_add: Vec<String>,
+}
+
+/// One staging step.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// A busybox sh script.
+    pub sh: String,
+    /// Leave it running in the background (a process that must be seen by the capture).
+    #[serde(default)]
+    pub background: bool,
+}
+
+/// A finding to look for: exact rule id, regex over the subject.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FindingPattern {
+    pub rule: String,
+    pub subject: String,
+}
+
+/// Parses one drill file; errors name the file and line.
+pub fn load(path: &Path) -> Result<Drill> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let drill: Drill = serde_norway::from_str(&text).map_err(|e| {
+        let at = e
+            .location()
+            .map(|l| format!(":{}:{}", l.line(), l.column()))
+            .unwrap_or_default();
+        anyhow::anyhow!("{}{at}: {e}", path.display())
+    })?;
+    for p in drill.expect.iter().chain(&drill.forbid) {
+        regex::Regex::new(&p.subject)
+            .with_context(|| format!("{}: bad subject pattern {:?}", path.display(), p.subject))?;
+    }
+    if !matches!(drill.image.as_str(), "web" | "shell") {
+        bail!(
+            "{}: unknown fixture image {:?} (web or shell)",
+            path.display(),
+            drill.image
+        );
+    }
+    Ok(drill)
+}
+
+/// The drills directory: `--drills`, EXHIBIT_DRILLS, or the one shipped in the source tree.
+pub fn drills_dir(explicit: Option<&Path>) -> PathBuf {
+    explicit
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("EXHIBIT_DRILLS").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/drills")))
+}
+
+/// Every drill in `dir`, sorted by name.
+pub fn load_all(dir: &Path) -> Result<Vec<Drill>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading drills directory {}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files.iter().map(|f| load(f)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_drills_parse_and_name_attack_ids() {
+        let all = load_all(&drills_dir(None)).unwrap();
+        assert!(all.len() >= 10, "only {} drills", all.len());
+        for d in &all {
+            assert!(
+                !d.attack.is_empty() && d.attack.iter().all(|a| a.starts_with('T')),
+                "{}",
+                d.name
+            );
+            assert!(!d.expect.is_empty(), "{}", d.name);
+        }
+    }
+
+    #[test]
+    fn malformed_yaml_names_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bad.yaml");
+        std::fs::write(&p, "name: x\ndescription: y\nattack: [T1]\nimage: web\nstage:\n  - sh: ok\n    bogus: 1\nexpect: []\n").unwrap();
+        let e = load(&p).unwrap_err().to_string();
+        assert!(e.contains("bad.yaml:7"), "{e}");
+    }
+}

@@ -1,0 +1,411 @@
+//! Runs a drill end to end: fresh container, staging, capture with exhibit-collect,
+//! verification and report with exhibit-analyze, scoring. The container is removed on
+//! every path unless `--keep`.
+
+use crate::drill::{Drill, FindingPattern};
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// The runtime a drill runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DrillRuntime {
+    Docker,
+    Containerd,
+}
+
+/// Settings shared by the drills of one run.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub runtime: DrillRuntime,
+    pub key: Option<PathBuf>,
+    pub containerd_address: String,
+    pub namespace: String,
+    pub keep: bool,
+    pub fixtures: PathBuf,
+    pub profiles: PathBuf,
+}
+
+/// The outcome of one drill.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scorecard {
+    pub drill: String,
+    pub runtime: DrillRuntime,
+    pub attack: Vec<String>,
+    /// passed, failed or errored.
+    pub result: String,
+    pub error: Option<String>,
+    pub found: Vec<Matched>,
+    pub missed: Vec<FindingPattern>,
+    pub forbidden_raised: Vec<Matched>,
+    pub other_findings: usize,
+    pub bundle_verified: bool,
+    pub capture_seconds: f64,
+    pub report_seconds: f64,
+    pub total_seconds: f64,
+    pub over_budget: bool,
+    pub bundle: Option<PathBuf>,
+}
+
+/// A finding that matched a pattern.
+#[derive(Debug, Clone, Serialize)]
+pub struct Matched {
+    pub rule: String,
+    pub subject: String,
+    pub severity: String,
+}
+
+/// A sibling binary of the running one (exhibit-collect, exhibit-analyze).
+pub fn sibling(name: &str) -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join(name)))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+fn output(cmd: &mut Command) -> Result<Output> {
+    cmd.output()
+        .with_context(|| format!("running {:?}", cmd.get_program()))
+}
+
+fn checked(cmd: &mut Command) -> Result<String> {
+    let out = output(cmd)?;
+    if !out.status.success() {
+        bail!(
+            "{:?} failed: {}",
+            cmd.get_program(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A disposable drill container; removed on drop unless kept.
+struct Target<'a> {
+    s: &'a RunSettings,
+    name: String,
+    id: String,
+    keep: bool,
+}
+
+impl<'a> Target<'a> {
+    fn ctr(&self) -> Command {
+        let mut c = Command::new("ctr");
+        c.args(["-a", &self.s.containerd_address, "-n", &self.s.namespace]);
+        c
+    }
+
+    fn start(s: &'a RunSettings, drill: &Drill) -> Result<Self> {
+        let name = format!("exhibit-drill-{}-{}", drill.name, std::process::id());
+        let image = format!("exhibit-fixture/{}:1", drill.image);
+        let mut t = Target {
+            s,
+            name: name.clone(),
+            id: String::new(),
+            keep: s.keep,
+        };
+        match s.runtime {
+            DrillRuntime::Docker => {
+                let mut c = Command::new("docker");
+                c.args(["run", "-d", "--name", &name, "--label", "exhibit-drill=1"]);
+                if drill.run.privileged {
+                    c.arg("--privileged");
+                }
+                for m in &drill.run.mounts {
+                    c.args(["-v", m]);
+                }
+                for cap in &drill.run.cap_add {
+                    c.args(["--cap-add", cap]);
+                }
+                c.arg(&image);
+                t.id = checked(&mut c)?.trim().to_string();
+            }
+            DrillRuntime::Containerd => {
+                let mut c = t.ctr();
+                c.args(["run", "-d"]);
+                if drill.run.privileged {
+                    c.arg("--privileged");
+                }
+                for m in &drill.run.mounts {
+                    let parts: Vec<&str> = m.split(':').collect();
+                    let opts = if parts.get(2) == Some(&"ro") {
+                        "rbind:ro"
+                    } else {
+                        "rbind:rw"
+                    };
+                    c.args([
+                        "--mount",
+                        &format!(
+                            "type=bind,src={},dst={},options={opts}",
+                            parts[0],
+                            parts.get(1).copied().unwrap_or(parts[0])
+                        ),
+                    ]);
+                }
+                for cap in &drill.run.cap_add {
+                    c.args([
+                        "--cap-add",
+                        &format!("CAP_{}", cap.trim_start_matches("CAP_")),
+                    ]);
+                }
+                c.args([&format!("docker.io/{image}"), &name]);
+                checked(&mut c)?;
+                t.id = name;
+            }
+        }
+        // Wait until the container runs processes.
+        for _ in 0..50 {
+            if t.exec("true").map(|o| o.status.success()).unwrap_or(false) {
+                return Ok(t);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(anyhow!("container {} did not start", t.name))
+    }
+
+    fn exec(&self, script: &str) -> Result<Output> {
+        match self.s.runtime {
+            DrillRuntime::Docker => {
+                output(Command::new("docker").args(["exec", &self.name, "sh", "-c", script]))
+            }
+            DrillRuntime::Containerd => {
+                let exec_id = format!(
+                    "stage-{}",
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_nanos())
+                        .unwrap_or(0)
+                );
+                output(self.ctr().args([
+                    "task",
+                    "exec",
+                    "--exec-id",
+                    &exec_id,
+                    &self.name,
+                    "sh",
+                    "-c",
+                    script,
+                ]))
+            }
+        }
+    }
+}
+
+impl Drop for Target<'_> {
+    fn drop(&mut self) {
+        if self.keep {
+            eprintln!("kept container {} ({:?})", self.name, self.s.runtime);
+            return;
+        }
+        match self.s.runtime {
+            DrillRuntime::Docker => {
+                let _ = Command::new("docker")
+                    .args(["rm", "-f", &self.name])
+                    .output();
+            }
+            DrillRuntime::Containerd => {
+                let _ = self
+                    .ctr()
+                    .args(["task", "kill", "-s", "SIGKILL", &self.name])
+                    .output();
+                for _ in 0..50 {
+                    if self
+                        .ctr()
+                        .args(["task", "rm", "-f", &self.name])
+                        .output()
+                        .map(|o| o.status.success())
+                        .unwrap_or(true)
+                    {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                let _ = self.ctr().args(["containers", "rm", &self.name]).output();
+            }
+        }
+    }
+}
+
+fn matches(p: &FindingPattern, f: &serde_json::Value) -> bool {
+    let rule = f["rule"].as_str().unwrap_or_default();
+    let subject = f["subject"].as_str().unwrap_or_default();
+    rule == p.rule
+        && regex::Regex::new(&p.subject)
+            .map(|r| r.is_match(subject))
+            .unwrap_or(false)
+}
+
+fn matched(f: &serde_json::Value) -> Matched {
+    Matched {
+        rule: f["rule"].as_str().unwrap_or_default().into(),
+        subject: f["subject"].as_str().unwrap_or_default().into(),
+        severity: f["severity"].as_str().unwrap_or_default().into(),
+    }
+}
+
+/// Runs one drill; staging or tool failures give an `errored` scorecard, never a panic.
+pub fn run(drill: &Drill, s: &RunSettings, work: &Path) -> Scorecard {
+    let started = Instant::now();
+    let mut card = Scorecard {
+        drill: drill.name.clone(),
+        runtime: s.runtime,
+        attack: drill.attack.clone(),
+        result: "errored".into(),
+        error: None,
+        found: vec![],
+        missed: vec![],
+        forbidden_raised: vec![],
+        other_findings: 0,
+        bundle_verified: false,
+        capture_seconds: 0.0,
+        report_seconds: 0.0,
+        total_seconds: 0.0,
+        over_budget: false,
+        bundle: None,
+    };
+    if let Err(e) = run_inner(drill, s, work, &mut card) {
+        card.error = Some(format!("{e:#}"));
+        card.result = "errored".into();
+    }
+    card.total_seconds = started.elapsed().as_secs_f64();
+    card.over_budget = card.total_seconds > drill.budget_seconds as f64;
+    card
+}
+
+fn run_inner(drill: &Drill, s: &RunSettings, work: &Path, card: &mut Scorecard) -> Result<()> {
+    let dir = work.join(format!("{}-{:?}", drill.name, s.runtime).to_lowercase());
+    std::fs::create_dir_all(&dir)?;
+    let (key, pubkey) = match &s.key {
+        Some(k) => (k.clone(), k.with_extension("pub")),
+        None => {
+            let prefix = dir.join("drill");
+            checked(
+                Command::new(sibling("exhibit-collect"))
+                    .args(["keygen", "--out"])
+                    .arg(&prefix),
+            )?;
+            (prefix.with_extension("key"), prefix.with_extension("pub"))
+        }
+    };
+    let target = Target::start(s, drill)?;
+    for (i, step) in drill.stage.iter().enumerate() {
+        let script = if step.background {
+            format!("({}) >/dev/null 2>&1 </dev/null &", step.sh)
+        } else {
+            step.sh.clone()
+        };
+        let out = target.exec(&script)?;
+        if !out.status.success() {
+            bail!(
+                "staging step {} failed: {}",
+                i + 1,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+    }
+    if drill.stage.iter().any(|s| s.background) {
+        // Let background processes start and open their sockets.
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    let bundle_dir = dir.join("bundle");
+    std::fs::create_dir_all(&bundle_dir)?;
+    let t = Instant::now();
+    let rt = match s.runtime {
+        DrillRuntime::Docker => "docker",
+        DrillRuntime::Containerd => "containerd",
+    };
+    let cap = output(
+        Command::new(sibling("exhibit-collect"))
+            .args([
+                "capture",
+                "--quiet",
+                "--runtime",
+                rt,
+                "--namespace",
+                &s.namespace,
+                "--containerd-address",
+                &s.containerd_address,
+                &target.id,
+                "--case",
+                &format!("DRILL-{}", drill.name),
+                "--key",
+            ])
+            .arg(&key)
+            .arg("-o")
+            .arg(&bundle_dir),
+    )?;
+    card.capture_seconds = t.elapsed().as_secs_f64();
+    if cap.status.code() == Some(2) || cap.status.code().is_none() {
+        bail!(
+            "capture failed: {}",
+            String::from_utf8_lossy(&cap.stderr).trim()
+        );
+    }
+    let bundle = std::fs::read_dir(&bundle_dir)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(".exhibit.tar.zst"))
+        .ok_or_else(|| anyhow!("capture wrote no bundle"))?;
+    card.bundle = Some(bundle.clone());
+    let t = Instant::now();
+    let mut report = Command::new(sibling("exhibit-analyze"));
+    report
+        .arg("report")
+        .arg(&bundle)
+        .arg("--pubkey")
+        .arg(&pubkey)
+        .args(["--format", "json"]);
+    let image = s.fixtures.join(format!("{}.tar", drill.image));
+    if image.exists() {
+        report.arg("--image").arg(&image);
+    }
+    if let Some(p) = &drill.profile {
+        report.arg("--profile").arg(s.profiles.join(p));
+    }
+    let rep = output(&mut report)?;
+    card.report_seconds = t.elapsed().as_secs_f64();
+    match rep.status.code() {
+        Some(0) | Some(1) => {}
+        Some(3) => bail!(
+            "the bundle failed verification: {}",
+            String::from_utf8_lossy(&rep.stderr).trim()
+        ),
+        _ => bail!(
+            "report failed: {}",
+            String::from_utf8_lossy(&rep.stderr).trim()
+        ),
+    }
+    card.bundle_verified = true;
+    let doc: serde_json::Value =
+        serde_json::from_slice(&rep.stdout).context("parsing the report JSON")?;
+    let findings = doc["findings"].as_array().cloned().unwrap_or_default();
+    for p in &drill.expect {
+        match findings.iter().find(|f| matches(p, f)) {
+            Some(f) => card.found.push(matched(f)),
+            None => card.missed.push(p.clone()),
+        }
+    }
+    for p in &drill.forbid {
+        card.forbidden_raised
+            .extend(findings.iter().filter(|f| matches(p, f)).map(matched));
+    }
+    card.other_findings = findings
+        .iter()
+        .filter(|f| !drill.expect.iter().any(|p| matches(p, f)))
+        .count();
+    card.result = if card.missed.is_empty() && card.forbidden_raised.is_empty() {
+        "passed"
+    } else {
+        "failed"
+    }
+    .into();
+    if !s.keep {
+        card.bundle = None;
+    }
+    drop(target);
+    Ok(())
+}
