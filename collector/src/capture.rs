@@ -47,6 +47,8 @@ pub struct CaptureOptions {
     pub writer: WriterOptions,
     pub command_line: Vec<String>,
     pub progress: bool,
+    /// Force the Engine API diff even where the upper dir is readable (testing, remote daemons).
+    pub force_api: bool,
 }
 
 /// Where a bundle goes.
@@ -312,7 +314,7 @@ async fn capture_frozen<R: Runtime>(
     let mut walk_stats;
     {
         let mut walker = walk::Walker::new(&mut writer, wopts, &tick);
-        match &facts.upper_dir {
+        match facts.upper_dir.as_ref().filter(|_| !opts.force_api) {
             Some(upper) => {
                 fs_method = "overlay-upperdir";
                 let root = rustix::fs::open(
@@ -335,13 +337,24 @@ async fn capture_frozen<R: Runtime>(
                 let literal = tokio::task::block_in_place(|| walker.walk(&root, &spec, &lowers))?;
                 tokio::task::block_in_place(|| walker.literal(&root, &spec, &literal, &lowers))?;
             }
-            None => {
-                fs_method = "none";
-                reasons.push(
-                    "no overlay upper dir on this host: the filesystem diff was not captured"
-                        .into(),
-                );
-            }
+            None => match rt.api_changes(&facts.id, opts.max_file_size).await {
+                Ok(Some((entries, spool))) => {
+                    fs_method = "engine-api";
+                    log.record("files.method", "info", Some("no readable overlay upper dir: container changes and archive download through the Engine API".into()), None);
+                    let lost = write_api_entries(&mut walker, entries, spool)?;
+                    walker.stats.errors.extend(lost);
+                }
+                Ok(None) => {
+                    fs_method = "none";
+                    reasons.push("no overlay upper dir on this host and no runtime API for the diff: the filesystem was not captured".into());
+                }
+                Err(e) => {
+                    fs_method = "engine-api";
+                    reasons.push(format!(
+                        "filesystem diff through the Engine API failed: {e:#}"
+                    ));
+                }
+            },
         }
         // Runtime files (hosts, hostname, resolv.conf) and private tmpfs mounts.
         let mut mount_errors = Vec::new();
@@ -657,4 +670,109 @@ fn tmpfs_mount<W: Write>(
 fn mount_id(fd: &std::os::fd::OwnedFd) -> Result<u64> {
     let st = rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)?;
     Ok(st.stx_mnt_id)
+}
+
+// Writes a diff read through the runtime API as rootfs/ and literal/ records.
+fn write_api_entries<W: Write>(
+    walker: &mut walk::Walker<'_, W>,
+    entries: Vec<crate::runtime::ApiEntry>,
+    mut spool: std::fs::File,
+) -> Result<Vec<String>> {
+    use exhibit_common::records::FileType;
+    let mut lost = Vec::new();
+    let mut literal = Vec::new();
+    for e in entries {
+        let name_start = e
+            .path
+            .iter()
+            .rposition(|&b| b == b'/')
+            .map(|i| i + 1)
+            .unwrap_or(0);
+        let rel = e.path.strip_prefix(b"/").unwrap_or(&e.path).to_vec();
+        let member = if e.kind == ChangeKind::Deleted {
+            let mut m = b"rootfs/".to_vec();
+            m.extend_from_slice(&e.path[1..name_start]);
+            m.extend_from_slice(b".wh.");
+            m.extend_from_slice(&e.path[name_start..]);
+            m
+        } else if e.file_type == FileType::File && e.path[name_start..].starts_with(b".wh.") {
+            literal.push(e);
+            continue;
+        } else {
+            [b"rootfs/".as_slice(), &rel].concat()
+        };
+        write_api_entry(walker, e, member, &mut spool, &mut lost)?;
+    }
+    for e in literal {
+        let rel = e.path.strip_prefix(b"/").unwrap_or(&e.path).to_vec();
+        write_api_entry(
+            walker,
+            e,
+            [b"literal/".as_slice(), &rel].concat(),
+            &mut spool,
+            &mut lost,
+        )?;
+    }
+    Ok(lost)
+}
+
+fn write_api_entry<W: Write>(
+    walker: &mut walk::Walker<'_, W>,
+    e: crate::runtime::ApiEntry,
+    member: Vec<u8>,
+    spool: &mut std::fs::File,
+    lost: &mut Vec<String>,
+) -> Result<()> {
+    use exhibit_common::records::FileType;
+    let stored = e.content.map(|c| c.1).unwrap_or(0);
+    let captured = e.reason.is_none()
+        && !matches!(
+            e.file_type,
+            FileType::Fifo | FileType::Char | FileType::Block | FileType::Whiteout
+        );
+    if let Some(r) = &e.reason {
+        if r != "over --max-file-size" {
+            lost.push(format!("{}: {r}", String::from_utf8_lossy(&e.path)));
+        }
+    }
+    let rec = ChangeRecord {
+        member: ByteText(member),
+        path: ByteText(e.path.clone()),
+        source: Source::Upper,
+        kind: e.kind,
+        file_type: e.file_type,
+        mode: e.mode,
+        uid: e.uid,
+        gid: e.gid,
+        size: e.size,
+        stored_size: stored,
+        atime_ns: 0,
+        mtime_ns: e.mtime_ns,
+        ctime_ns: 0,
+        btime_ns: None,
+        sha256: None,
+        link_target: e.link_target.map(ByteText),
+        hardlink_to: None,
+        hardlink_group: None,
+        nlink: 1,
+        rdev_major: 0,
+        rdev_minor: 0,
+        xattrs: vec![],
+        captured,
+        reason: e
+            .reason
+            .or_else(|| (e.file_type == FileType::Whiteout).then(|| "whiteout".to_string())),
+        flags: vec!["engine-api".into()],
+    };
+    match e.content {
+        Some((off, len)) => {
+            spool.seek(std::io::SeekFrom::Start(off))?;
+            let mut r = (&mut *spool).take(len);
+            walker
+                .writer
+                .add_content(rec, Some(&mut r as &mut dyn Read), |_, _| {})?;
+        }
+        None => walker.writer.add_content(rec, None, |_, _| {})?,
+    }
+    Ok(())
 }

@@ -151,6 +151,17 @@ pub struct CaptureArgs {
     /// No progress display.
     #[arg(short, long)]
     pub quiet: bool,
+    /// How to read the filesystem diff: auto (the overlay upper dir when readable, else
+    /// the Engine API) or api (force the Engine API, e.g. to cross-check).
+    #[arg(long, value_enum, default_value = "auto", hide = true)]
+    pub fs_method: FsMethod,
+}
+
+/// How the filesystem diff is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FsMethod {
+    Auto,
+    Api,
 }
 
 /// What `--memory` asks for.
@@ -597,6 +608,7 @@ async fn capture_cmd(args: CaptureArgs) -> Result<u8> {
         },
         command_line: std::env::args().collect(),
         progress: !args.quiet,
+        force_api: args.fs_method == FsMethod::Api,
     };
     tokio::spawn(crate::interrupt::watch());
     let mut worst = 0u8;

@@ -583,3 +583,62 @@ fn stdout_streaming_and_list() {
         && x["namespace"] == "k8s.io"
         && x["status"] == "running"));
 }
+
+#[test]
+fn engine_api_fallback_gives_the_same_changes_as_the_upper_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Container::start(Rt::Docker, "web", &[]);
+    // The Engine API reports paths as JSON strings, so this scenario keeps names UTF-8.
+    c.sh("echo pwn > /www/shell.cgi && rm /www/style.css && mkdir -p /tmp/.x && ln -s /etc/shadow /tmp/.x/l && mkfifo /tmp/f && truncate -s 2G /tmp/big");
+    let summary = |extra: &[&str]| {
+        let out = run(collect()
+            .args([
+                "capture",
+                "--runtime",
+                "docker",
+                &c.id,
+                "--unsigned",
+                "--quiet",
+                "-o",
+            ])
+            .arg(dir.path().join(format!("{}.tar.zst", extra.len())))
+            .args(extra));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v = exhibit_common::verify(
+            &dir.path().join(format!("{}.tar.zst", extra.len())),
+            &Default::default(),
+        )
+        .unwrap();
+        let method = v.manifest().fs_method.clone();
+        let recs: Vec<(String, ChangeKind, String, Option<String>, bool)> = records(&v)
+            .into_iter()
+            .filter(|r| r.source == exhibit_common::records::Source::Upper)
+            .map(|r| {
+                (
+                    r.member.lossy(),
+                    r.kind,
+                    format!("{:?}", r.file_type),
+                    r.sha256,
+                    r.captured,
+                )
+            })
+            .collect();
+        (method, recs)
+    };
+    let (m1, upper) = summary(&["--max-file-size", "1GiB"]);
+    let (m2, api) = summary(&["--fs-method", "api", "--max-file-size", "1GiB"]);
+    assert_eq!(
+        (m1.as_str(), m2.as_str()),
+        ("overlay-upperdir", "engine-api")
+    );
+    assert_eq!(upper, api);
+    assert!(
+        api.iter().any(|r| r.0 == "rootfs/tmp/big" && !r.4),
+        "2 GiB file over the limit must be header-only"
+    );
+}

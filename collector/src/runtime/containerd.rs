@@ -517,6 +517,15 @@ impl Runtime for ContainerdRuntime {
         Ok(())
     }
 
+    async fn api_changes(
+        &self,
+        _id: &str,
+        _max: u64,
+    ) -> Result<Option<(Vec<super::ApiEntry>, std::fs::File)>> {
+        // containerd has no diff-with-content API that leaves the snapshot untouched.
+        Ok(None)
+    }
+
     fn resumer(&self, id: &str) -> Resumer {
         let channel = self.channel.clone();
         let ns = self.namespace.clone();

@@ -323,6 +323,14 @@ impl Runtime for DockerRuntime {
             .with_context(|| format!("unpausing {id}"))
     }
 
+    async fn api_changes(
+        &self,
+        id: &str,
+        max_file_size: u64,
+    ) -> Result<Option<(Vec<super::ApiEntry>, std::fs::File)>> {
+        api_diff(&self.docker, id, max_file_size).await.map(Some)
+    }
+
     fn resumer(&self, id: &str) -> crate::interrupt::Resumer {
         let docker = self.docker.clone();
         let id = id.to_string();
@@ -353,4 +361,151 @@ fn split_timestamp(stream: &str, line: &[u8]) -> LogLine {
         stream: stream.to_string(),
         line: ByteText(rest.to_vec()),
     }
+}
+
+/// The diff through `GET /containers/ID/changes` and `GET /containers/ID/archive`: for
+/// each changed path, the first tar entry of its archive (directories are not
+/// downloaded beyond their own header). The daemon resolves paths inside the container.
+async fn api_diff(
+    docker: &Docker,
+    id: &str,
+    max_file_size: u64,
+) -> Result<(Vec<super::ApiEntry>, std::fs::File)> {
+    use exhibit_common::records::{ChangeKind, FileType};
+    use std::io::{Seek, Write};
+    let mut changes = docker
+        .container_changes(id)
+        .await
+        .context("GET /containers/ID/changes")?
+        .unwrap_or_default();
+    changes.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut spool = tempfile::tempfile()?;
+    let mut out = Vec::new();
+    for ch in changes {
+        let kind = match ch.kind as i32 {
+            0 => ChangeKind::Modified,
+            1 => ChangeKind::Added,
+            _ => ChangeKind::Deleted,
+        };
+        let mut entry = super::ApiEntry {
+            path: ch.path.clone().into_bytes(),
+            kind,
+            file_type: FileType::Whiteout,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            mtime_ns: 0,
+            link_target: None,
+            content: None,
+            reason: None,
+        };
+        if kind == ChangeKind::Deleted {
+            out.push(entry);
+            continue;
+        }
+        let opts = bollard::query_parameters::DownloadFromContainerOptions {
+            path: ch.path.clone(),
+        };
+        let mut stream = docker.download_from_container(id, Some(opts));
+        let mut buf: Vec<u8> = Vec::new();
+        let mut header: Option<(
+            tar::EntryType,
+            u64,
+            u32,
+            u64,
+            u64,
+            u64,
+            Option<Vec<u8>>,
+            u64,
+        )> = None;
+        let start = spool.stream_position()?;
+        while let Some(chunk) = stream.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    entry.reason = Some(format!("archive download failed: {e}"));
+                    break;
+                }
+            };
+            buf.extend_from_slice(&chunk);
+            if header.is_none() {
+                let mut ar = tar::Archive::new(&buf[..]);
+                let parsed = ar
+                    .entries()
+                    .ok()
+                    .and_then(|mut es| es.next())
+                    .and_then(|e| e.ok())
+                    .map(|e| {
+                        let h = e.header();
+                        (
+                            h.entry_type(),
+                            h.size().unwrap_or(0),
+                            h.mode().unwrap_or(0),
+                            h.uid().unwrap_or(0),
+                            h.gid().unwrap_or(0),
+                            h.mtime().unwrap_or(0),
+                            e.link_name_bytes().map(|l| l.into_owned()),
+                            e.raw_file_position(),
+                        )
+                    });
+                if let Some(p) = parsed {
+                    header = Some(p);
+                }
+            }
+            if let Some((ty, size, ..)) = &header {
+                // Directories and over-size files: the header is all we take.
+                if !ty.is_file() || *size > max_file_size {
+                    break;
+                }
+                if let Some((.., data_at)) = &header {
+                    if buf.len() as u64 >= data_at + size {
+                        break;
+                    }
+                }
+            }
+        }
+        let Some((ty, size, mode, uid, gid, mtime, link, data_at)) = header else {
+            entry
+                .reason
+                .get_or_insert_with(|| "no archive entry returned".into());
+            entry.file_type = FileType::File;
+            out.push(entry);
+            continue;
+        };
+        entry.mode = mode & 0o7777;
+        entry.uid = uid;
+        entry.gid = gid;
+        entry.mtime_ns = (mtime as i64).saturating_mul(1_000_000_000);
+        entry.file_type = if ty.is_dir() {
+            FileType::Dir
+        } else if ty.is_symlink() {
+            FileType::Symlink
+        } else if ty.is_fifo() {
+            FileType::Fifo
+        } else if ty.is_character_special() {
+            FileType::Char
+        } else if ty.is_block_special() {
+            FileType::Block
+        } else {
+            FileType::File
+        };
+        entry.link_target = link;
+        if entry.file_type == FileType::File {
+            entry.size = size;
+            if size > max_file_size {
+                entry.reason = Some("over --max-file-size".into());
+            } else if (buf.len() as u64) >= data_at + size {
+                spool.write_all(&buf[data_at as usize..(data_at + size) as usize])?;
+                entry.content = Some((start, size));
+            } else {
+                entry
+                    .reason
+                    .get_or_insert_with(|| "archive ended early".into());
+            }
+        }
+        out.push(entry);
+    }
+    spool.rewind()?;
+    Ok((out, spool))
 }

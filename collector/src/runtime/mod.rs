@@ -76,8 +76,33 @@ pub trait Runtime {
     async fn pause(&self, id: &str) -> anyhow::Result<()>;
     /// Resumes a paused container.
     async fn resume(&self, id: &str) -> anyhow::Result<()>;
+    /// The filesystem diff through the runtime's own API (no upper dir on this host):
+    /// `None` when the runtime has no such API.
+    async fn api_changes(
+        &self,
+        id: &str,
+        max_file_size: u64,
+    ) -> anyhow::Result<Option<(Vec<ApiEntry>, std::fs::File)>>;
     /// A handle that resumes the container from a signal handler.
     fn resumer(&self, id: &str) -> crate::interrupt::Resumer;
+}
+
+/// One entry of a filesystem diff read through a runtime API, in path order. Content of
+/// regular files is spooled to `spool` at `offset`.
+#[derive(Debug)]
+pub struct ApiEntry {
+    pub path: Vec<u8>,
+    pub kind: exhibit_common::records::ChangeKind,
+    pub file_type: exhibit_common::records::FileType,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub link_target: Option<Vec<u8>>,
+    /// Offset and length of the content in the spool; None when not taken.
+    pub content: Option<(u64, u64)>,
+    pub reason: Option<String>,
 }
 
 /// Resolves a user's CONTAINER argument against listed containers: exact id, exact
