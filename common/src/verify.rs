@@ -148,6 +148,7 @@ pub struct VerifiedBundle {
     members: BTreeMap<String, Vec<u8>>,
     digests: BTreeMap<String, String>,
     changes: tempfile::NamedTempFile,
+    envelope: Vec<u8>,
     content_entries: u64,
     compressed_size: u64,
     decompressed_size: u64,
@@ -428,6 +429,7 @@ pub fn verify(path: &Path, opts: &VerifyOptions) -> Result<VerifiedBundle, Verif
         members,
         digests,
         changes,
+        envelope,
         content_entries: n,
         compressed_size,
         decompressed_size,
@@ -562,6 +564,49 @@ impl VerifiedBundle {
             path: self.path.clone(),
             source,
         })
+    }
+
+    /// The verified envelope's bytes, exactly as stored in the bundle.
+    pub fn envelope_bytes(&self) -> &[u8] {
+        &self.envelope
+    }
+
+    /// sha256 (hex) of the bundle file itself, read again from the open file.
+    pub fn file_sha256(&self) -> Result<String, VerifyError> {
+        let io_err = |source| VerifyError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let mut f = &self.file;
+        f.rewind().map_err(io_err)?;
+        let (digest, _) = crate::hashing::sha256_reader(f).map_err(io_err)?;
+        Ok(digest)
+    }
+
+    /// Streams every exhibit/ member but the envelope, in tar order, through `f` in one
+    /// second pass; each is re-hashed against its verified digest.
+    pub fn walk_members(
+        &self,
+        f: &mut dyn FnMut(&str, &mut dyn Read) -> io::Result<()>,
+    ) -> Result<(), VerifyError> {
+        let mut tar = self.reopen()?;
+        while let Some(e) = tar.next_entry().map_err(|e| tar_err(None, e))? {
+            let name = String::from_utf8_lossy(&e.header.path).into_owned();
+            let Some(want) = self.digests.get(&name) else {
+                continue;
+            };
+            let mut reader = HashingBody {
+                tar: &mut tar,
+                hasher: Sha256::new(),
+            };
+            f(&name, &mut reader).map_err(|e| invalid(Some(&name), e.to_string()))?;
+            io::copy(&mut reader, &mut io::sink())
+                .map_err(|e| invalid(Some(&name), e.to_string()))?;
+            if hex::encode(reader.hasher.finalize()) != *want {
+                return Err(invalid(Some(&name), "changed since verification"));
+            }
+        }
+        Ok(())
     }
 
     /// The content records of changes.jsonl, in tar order.
