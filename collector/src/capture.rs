@@ -49,6 +49,7 @@ pub struct CaptureOptions {
     pub progress: bool,
     /// Force the Engine API diff even where the upper dir is readable (testing, remote daemons).
     pub force_api: bool,
+    pub memory: procs::MemoryScope,
 }
 
 /// Where a bundle goes.
@@ -182,6 +183,7 @@ async fn capture_frozen<R: Runtime>(
     let mut processes: Vec<ProcessRecord> = Vec::new();
     let mut kept: BTreeMap<String, procs::KeptExe> = BTreeMap::new();
     let mut socket_records = Vec::new();
+    let mut regions: Vec<procs::KeptRegion> = Vec::new();
     match facts.init_pid.filter(|_| facts.running) {
         Some(init) => {
             let users = host::read_in_container(init, "/etc/passwd", 4 << 20)
@@ -233,6 +235,49 @@ async fn capture_frozen<R: Runtime>(
             );
             if !errs.is_empty() && socket_records.is_empty() {
                 reasons.push(format!("sockets unreadable: {}", errs.join("; ")));
+            }
+            // Then memory: the regions --memory asks for, through /proc/PID/mem.
+            let mut caps = procs::MemoryCaps {
+                per_region: 64 << 20,
+                per_process: 256 << 20,
+                regions_left: exhibit_common::limits::MAX_MEMORY_REGIONS,
+            };
+            for p in processes.iter_mut() {
+                regions.extend(procs::read_memory(p, opts.memory, &mut caps));
+            }
+            log.record(
+                "memory",
+                "ok",
+                Some(format!(
+                    "{} regions taken ({:?})",
+                    regions.len(),
+                    opts.memory
+                )),
+                None,
+            );
+            // Executables absent from the container's filesystem are kept too.
+            for p in processes.iter() {
+                if p.exe_deleted
+                    || p.memfd
+                    || p.exe_sha256.as_ref().is_none_or(|d| kept.contains_key(d))
+                {
+                    continue;
+                }
+                let Some(exe) = p.exe.as_ref().and_then(|e| e.as_str()) else {
+                    continue;
+                };
+                if !host::exists_in_container(p.pid, exe) {
+                    if let Some(k) = procs::keep_exe(p.pid, opts.max_file_size) {
+                        kept.entry(k.sha256.clone()).or_insert(k);
+                    }
+                }
+            }
+            for p in processes.iter_mut() {
+                if let Some(d) = &p.exe_sha256 {
+                    if kept.contains_key(d) {
+                        p.exe_member = Some(format!("exhibit/exe/{d}"));
+                    }
+                }
             }
         }
         None => {
@@ -287,6 +332,10 @@ async fn capture_frozen<R: Runtime>(
     for (digest, k) in kept.iter_mut() {
         let size = k.size;
         writer.add_member_from(&format!("exhibit/exe/{digest}"), &mut k.spool, size)?;
+    }
+    for r in regions.iter_mut() {
+        let size = r.size;
+        writer.add_member_from(&r.member, &mut r.spool, size)?;
     }
     let mut lines = Vec::new();
     for p in &processes {
@@ -526,7 +575,7 @@ async fn capture_frozen<R: Runtime>(
             sockets: socket_records.len() as u64,
             log_lines,
             executables: kept.len() as u64,
-            memory_regions: 0,
+            memory_regions: regions.len() as u64,
         },
         command_line: opts.command_line.clone(),
         operator_uid: rustix::process::getuid().as_raw(),

@@ -609,6 +609,11 @@ async fn capture_cmd(args: CaptureArgs) -> Result<u8> {
         command_line: std::env::args().collect(),
         progress: !args.quiet,
         force_api: args.fs_method == FsMethod::Api,
+        memory: match args.memory {
+            MemoryMode::None => crate::host::procs::MemoryScope::None,
+            MemoryMode::Exec => crate::host::procs::MemoryScope::Exec,
+            MemoryMode::Anon => crate::host::procs::MemoryScope::Anon,
+        },
     };
     tokio::spawn(crate::interrupt::watch());
     let mut worst = 0u8;

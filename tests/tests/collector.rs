@@ -642,3 +642,41 @@ fn engine_api_fallback_gives_the_same_changes_as_the_upper_dir() {
         "2 GiB file over the limit must be header-only"
     );
 }
+
+#[test]
+fn deleted_binaries_are_kept_and_memory_regions_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Container::start(Rt::Docker, "web", &[]);
+    c.sh("cp /bin/busybox /tmp/sleep && (/tmp/sleep 3600 >/dev/null 2>&1 &) && sleep 0.3 && rm /tmp/sleep");
+    let (out, bundle) = c.capture(dir.path(), &["--unsigned", "--memory", "anon"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = exhibit_common::verify(&bundle.unwrap(), &Default::default()).unwrap();
+    let procs: Vec<ProcessRecord> = jsonl(&v, "exhibit/processes.jsonl");
+    let deleted = procs
+        .iter()
+        .find(|p| p.exe.as_ref().map(|e| e.as_bytes()) == Some(b"/tmp/sleep"))
+        .expect("process of the deleted binary");
+    assert!(deleted.exe_deleted && !deleted.memfd);
+    let member = deleted.exe_member.clone().expect("deleted exe kept");
+    let content = v.member(&member).unwrap().expect("exe member present");
+    assert_eq!(
+        exhibit_common::hashing::sha256_hex(&content),
+        host_busybox_sha256()
+    );
+    let regions: Vec<_> = procs
+        .iter()
+        .flat_map(|p| p.memory.iter())
+        .filter(|r| r.member.is_some())
+        .collect();
+    assert!(!regions.is_empty(), "--memory anon took no region");
+    assert_eq!(v.manifest().counts.memory_regions, regions.len() as u64);
+    for r in regions.iter().take(5) {
+        let bytes = v.member(r.member.as_ref().unwrap()).unwrap().unwrap();
+        assert_eq!(Some(exhibit_common::hashing::sha256_hex(&bytes)), r.sha256);
+    }
+}

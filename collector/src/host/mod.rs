@@ -35,6 +35,22 @@ pub fn read_in_container(pid: i32, path: &str, cap: u64) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Whether `path` names a regular file in the process's mount namespace (through
+/// /proc/PID/root with RESOLVE_IN_ROOT; nothing is read).
+pub fn exists_in_container(pid: i32, path: &str) -> bool {
+    let Ok(root) = open_container_root(pid) else {
+        return true;
+    };
+    rustix::fs::openat2(
+        &root,
+        path.trim_start_matches('/'),
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
+    .is_ok()
+}
+
 /// The container's root directory as seen through its init process.
 pub fn open_container_root(pid: i32) -> rustix::io::Result<OwnedFd> {
     rustix::fs::open(

@@ -391,6 +391,31 @@ pub fn read_process(
 
 // The kernel appends " (deleted)" to the link text of a deleted exe. Strip it only when
 // fstat says the file is deleted, so a file really named "x (deleted)" keeps its name.
+/// Spools the content of /proc/PID/exe (capped) for the bundle.
+pub fn keep_exe(pid: i32, max: u64) -> Option<KeptExe> {
+    let f = File::open(format!("/proc/{pid}/exe")).ok()?;
+    let mut spool = tempfile::tempfile().ok()?;
+    let mut h = Sha256::new();
+    let mut r = f.take(max);
+    let mut buf = vec![0u8; 64 << 10];
+    let mut size = 0u64;
+    loop {
+        let n = r.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        spool.write_all(&buf[..n]).ok()?;
+        size += n as u64;
+    }
+    spool.rewind().ok()?;
+    Some(KeptExe {
+        sha256: hex::encode(h.finalize()),
+        size,
+        spool,
+    })
+}
+
 fn strip_deleted_suffix(e: ByteText, deleted: bool) -> ByteText {
     if deleted {
         if let Some(stripped) = e.0.strip_suffix(b" (deleted)") {
@@ -428,4 +453,185 @@ pub fn netns_shared(netns: u64, members: &BTreeSet<i32>) -> bool {
         }
     }
     false
+}
+
+/// Which mappings `--memory` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryScope {
+    None,
+    /// Executable mappings that are anonymous or memfd-backed (code with no file).
+    Exec,
+    /// Every private anonymous mapping, plus the above.
+    Anon,
+}
+
+/// Caps on memory capture.
+#[derive(Debug, Clone, Copy)]
+pub struct MemoryCaps {
+    pub per_region: u64,
+    pub per_process: u64,
+    pub regions_left: u64,
+}
+
+/// A memory region spooled for the bundle.
+pub struct KeptRegion {
+    pub member: String,
+    pub size: u64,
+    pub spool: File,
+}
+
+fn wanted(scope: MemoryScope, perms: &str, path: &[u8]) -> bool {
+    if matches!(
+        path,
+        b"[vdso]" | b"[vsyscall]" | b"[vvar]" | b"[vvar_vclock]"
+    ) {
+        return false;
+    }
+    let anon =
+        path.is_empty() || path == b"[heap]" || path == b"[stack]" || path.starts_with(b"[anon:");
+    let memfd = path.starts_with(b"/memfd:");
+    let exec = perms.contains('x');
+    match scope {
+        MemoryScope::None => false,
+        MemoryScope::Exec => exec && (anon || memfd),
+        MemoryScope::Anon => (exec && (anon || memfd)) || (anon && perms.ends_with('p')),
+    }
+}
+
+/// Reads the wanted regions of `rec` through /proc/PID/mem without stopping the
+/// process; unreadable or vanished regions are recorded with an error, never fatal.
+pub fn read_memory(
+    rec: &mut ProcessRecord,
+    scope: MemoryScope,
+    caps: &mut MemoryCaps,
+) -> Vec<KeptRegion> {
+    use exhibit_common::records::MemoryRegion;
+    use std::io::SeekFrom;
+    let mut kept = Vec::new();
+    if scope == MemoryScope::None {
+        return kept;
+    }
+    let mut mem = match File::open(format!("/proc/{}/mem", rec.pid)) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            rec.errors.push(format!("memory: {e}"));
+            None
+        }
+    };
+    let mut taken = 0u64;
+    for line in &rec.maps.items {
+        let f: Vec<&[u8]> = line.0.splitn(6, |&b| b == b' ').collect();
+        let (Some(range), Some(perms)) = (
+            f.first(),
+            f.get(1).and_then(|p| std::str::from_utf8(p).ok()),
+        ) else {
+            continue;
+        };
+        let path: &[u8] = f.get(5).map(|p| p.trim_ascii_start()).unwrap_or(b"");
+        if !wanted(scope, perms, path) {
+            continue;
+        }
+        let Some((start, end)) = std::str::from_utf8(range)
+            .ok()
+            .and_then(|r| r.split_once('-'))
+            .and_then(|(a, b)| {
+                Some((
+                    u64::from_str_radix(a, 16).ok()?,
+                    u64::from_str_radix(b, 16).ok()?,
+                ))
+            })
+        else {
+            continue;
+        };
+        let mut region = MemoryRegion {
+            start,
+            end,
+            perms: perms.to_string(),
+            pathname: ByteText(path.to_vec()),
+            member: None,
+            sha256: None,
+            size: end.saturating_sub(start),
+            error: None,
+        };
+        let len = region.size.min(caps.per_region);
+        if caps.regions_left == 0 {
+            region.error = Some("over the bundle's memory-region limit".into());
+        } else if taken + len > caps.per_process {
+            region.error = Some("over the per-process memory cap".into());
+        } else if !perms.starts_with('r') {
+            region.error = Some("mapping is not readable".into());
+        } else if let Some(m) = mem.as_mut() {
+            let mut buf = vec![0u8; len as usize];
+            match m
+                .seek(SeekFrom::Start(start))
+                .and_then(|_| m.read_exact(&mut buf))
+            {
+                Ok(()) => match tempfile::tempfile()
+                    .and_then(|mut s| s.write_all(&buf).and_then(|_| s.rewind()).map(|_| s))
+                {
+                    Ok(spool) => {
+                        let member = format!("exhibit/memory/{}/{start:x}-{end:x}.bin", rec.pid);
+                        region.sha256 = Some(hex::encode(Sha256::digest(&buf)));
+                        region.member = Some(member.clone());
+                        if len < region.size {
+                            region.error = Some(format!("truncated to {len} bytes"));
+                        }
+                        taken += len;
+                        caps.regions_left -= 1;
+                        kept.push(KeptRegion {
+                            member,
+                            size: len,
+                            spool,
+                        });
+                    }
+                    Err(e) => region.error = Some(format!("spooling: {e}")),
+                },
+                Err(e) => {
+                    region.error = Some(format!(
+                        "read failed (region changed or process exited?): {e}"
+                    ))
+                }
+            }
+        } else {
+            region.error = Some("/proc/PID/mem unreadable".into());
+        }
+        rec.memory.push(region);
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deleted_suffix_is_stripped_only_when_fstat_says_deleted() {
+        let forged = ByteText::from("/tmp/x (deleted)");
+        assert_eq!(strip_deleted_suffix(forged.clone(), false), forged);
+        assert_eq!(strip_deleted_suffix(forged, true).as_bytes(), b"/tmp/x");
+    }
+
+    #[test]
+    fn memory_scope_selects_code_without_a_file() {
+        assert!(wanted(MemoryScope::Exec, "r-xp", b""));
+        assert!(wanted(
+            MemoryScope::Exec,
+            "r-xs",
+            b"/memfd:payload (deleted)"
+        ));
+        assert!(!wanted(MemoryScope::Exec, "r-xp", b"/bin/busybox"));
+        assert!(!wanted(MemoryScope::Exec, "r-xp", b"[vdso]"));
+        assert!(!wanted(MemoryScope::Exec, "rw-p", b"[heap]"));
+        assert!(wanted(MemoryScope::Anon, "rw-p", b"[heap]"));
+        assert!(!wanted(MemoryScope::None, "r-xp", b""));
+    }
+
+    #[test]
+    fn passwd_maps_uids_to_names() {
+        let u = parse_passwd(
+            b"root:x:0:0:root:/root:/bin/sh\nwww:x:33:33::/www:/bin/false\nbad line\n",
+        );
+        assert_eq!(u.get(&0).map(String::as_str), Some("root"));
+        assert_eq!(u.get(&33).map(String::as_str), Some("www"));
+    }
 }
