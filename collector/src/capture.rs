@@ -445,9 +445,21 @@ async fn capture_frozen<R: Runtime>(
                     continue;
                 }
                 let prefix = format!("mounts/{}", m.index);
-                match tmpfs_mount(&mut walker, init, &m.destination, &prefix) {
+                match mount_tree(&mut walker, init, &m.destination, &prefix, Source::Tmpfs) {
                     Ok(()) => m.captured = "content".into(),
                     Err(e) => mount_errors.push(format!("{}: {e}", m.destination)),
+                }
+            }
+        }
+        // Named volumes and emptyDirs with --volumes content; never host bind mounts.
+        if opts.volumes == VolumesMode::Content {
+            if let Some(init) = facts.init_pid.filter(|_| facts.running) {
+                for m in mounts.iter_mut().filter(|m| is_volume(m)) {
+                    let prefix = format!("volumes/{}", m.index);
+                    match mount_tree(&mut walker, init, &m.destination, &prefix, Source::Volume) {
+                        Ok(()) => m.captured = "content".into(),
+                        Err(e) => mount_errors.push(format!("{}: {e}", m.destination)),
+                    }
                 }
             }
         }
@@ -529,6 +541,9 @@ async fn capture_frozen<R: Runtime>(
     let log_size = log_spool.stream_position()?;
     log_spool.rewind()?;
     writer.add_member_from(members::LOGS, &mut log_spool, log_size)?;
+    if opts.volumes == VolumesMode::None {
+        mounts.retain(|m| m.mount_type == "tmpfs" || m.mount_type == "runtime-file");
+    }
     writer.add_member(members::VOLUMES, &serde_json::to_vec_pretty(&mounts)?)?;
 
     if let Some(f) = freeze.as_mut() {
@@ -689,13 +704,20 @@ fn runtime_file<W: Write>(
     Ok(())
 }
 
-// A private tmpfs mount (e.g. /dev/shm), reached through /proc/PID/root one component
-// at a time without following symlinks, and only if it is really a different mount.
-fn tmpfs_mount<W: Write>(
+/// A named volume or emptyDir (never a host bind mount of anything else).
+fn is_volume(m: &MountRecord) -> bool {
+    m.mount_type == "volume" || m.source.contains("/kubernetes.io~empty-dir/")
+}
+
+// A mount of the container (tmpfs such as /dev/shm, or a volume), reached through
+// /proc/PID/root one component at a time without following symlinks, and only if it is
+// really a different mount. The walk does not cross into nested mounts.
+fn mount_tree<W: Write>(
     walker: &mut walk::Walker<'_, W>,
     init: i32,
     dest: &str,
     prefix: &str,
+    source: Source,
 ) -> Result<()> {
     let root = host::open_container_root(init)?;
     let root_mnt = mount_id(&root)?;
@@ -708,7 +730,7 @@ fn tmpfs_mount<W: Write>(
     let spec = walk::TreeSpec {
         member_prefix: prefix,
         container_root: dest,
-        source: Source::Tmpfs,
+        source,
         overlay: false,
         include_root: true,
     };

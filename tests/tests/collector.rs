@@ -680,3 +680,58 @@ fn deleted_binaries_are_kept_and_memory_regions_taken() {
         assert_eq!(Some(exhibit_common::hashing::sha256_hex(&bytes)), r.sha256);
     }
 }
+
+#[test]
+fn volumes_content_takes_named_volumes_never_host_bind_mounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let host_dir = dir.path().join("hostdir");
+    std::fs::create_dir(&host_dir).unwrap();
+    std::fs::write(host_dir.join("host-file"), "HOST-BIND-CONTENT").unwrap();
+    let vol = format!("exhibit-test-vol-{}", std::process::id());
+    let c = Container::start(
+        Rt::Docker,
+        "shell",
+        &[
+            "-v",
+            &format!("{vol}:/data"),
+            "-v",
+            &format!("{}:/hostdir", host_dir.display()),
+        ],
+    );
+    c.sh("echo in-volume > /data/v.txt");
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let (out, bundle) = c.capture(&out_dir, &["--unsigned", "--volumes", "content"]);
+    drop(c);
+    let _ = Command::new("docker")
+        .args(["volume", "rm", "-f", &vol])
+        .output();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bundle = bundle.unwrap();
+    let v = exhibit_common::verify(&bundle, &Default::default()).unwrap();
+    let recs = records(&v);
+    let r = recs
+        .iter()
+        .find(|r| r.path.as_bytes() == b"/data/v.txt")
+        .expect("volume file captured");
+    assert_eq!(r.source, exhibit_common::records::Source::Volume);
+    assert!(r.member.lossy().starts_with("volumes/"));
+    assert!(
+        !plain_bytes(&bundle)
+            .windows(17)
+            .any(|w| w == b"HOST-BIND-CONTENT"),
+        "host bind mount content entered the bundle"
+    );
+    let mounts: Vec<serde_json::Value> =
+        serde_json::from_slice(&v.member("exhibit/volumes.json").unwrap().unwrap()).unwrap();
+    let bind = mounts
+        .iter()
+        .find(|m| m["destination"] == "/hostdir")
+        .expect("bind mount recorded");
+    assert_eq!(bind["captured"], "metadata");
+}

@@ -51,13 +51,30 @@ pub fn exists_in_container(pid: i32, path: &str) -> bool {
     .is_ok()
 }
 
-/// The container's root directory as seen through its init process.
+/// The container's root directory as seen through its init process. The process is
+/// pinned by a pidfd taken first and checked still alive after its root was opened, so
+/// a recycled pid cannot hand us another process's root.
 pub fn open_container_root(pid: i32) -> rustix::io::Result<OwnedFd> {
-    rustix::fs::open(
+    let raw = rustix::process::Pid::from_raw(pid).ok_or(rustix::io::Errno::SRCH)?;
+    let pidfd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty())?;
+    let root = rustix::fs::open(
         format!("/proc/{pid}/root"),
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
-    )
+    )?;
+    // A pidfd becomes readable when its process exits.
+    let mut fds = [rustix::event::PollFd::new(
+        &pidfd,
+        rustix::event::PollFlags::IN,
+    )];
+    let zero = rustix::fs::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    if rustix::event::poll(&mut fds, Some(&zero))? > 0 {
+        return Err(rustix::io::Errno::SRCH);
+    }
+    Ok(root)
 }
 
 fn read_trim(path: &str) -> Option<String> {

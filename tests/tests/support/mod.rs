@@ -15,26 +15,24 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
-static BUILD: Once = Once::new();
+static BUILD_COLLECT: Once = Once::new();
+static BUILD_ANALYZE: Once = Once::new();
+static BUILD_DRILL: Once = Once::new();
 
-/// Path of a workspace binary, built once per test process.
+/// Path of a workspace binary, built (with its package) once per test process.
 pub fn bin(name: &str) -> PathBuf {
-    BUILD.call_once(|| {
+    let (once, package) = match name {
+        "exhibit-collect" => (&BUILD_COLLECT, "exhibit-collector"),
+        "exhibit-analyze" => (&BUILD_ANALYZE, "exhibit-analyzer"),
+        _ => (&BUILD_DRILL, "exhibit-playbooks"),
+    };
+    once.call_once(|| {
         let st = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--bins",
-                "-p",
-                "exhibit-collector",
-                "-p",
-                "exhibit-analyzer",
-                "-p",
-                "exhibit-playbooks",
-            ])
+            .args(["build", "--bins", "-p", package])
             .current_dir(root())
             .status()
             .expect("running cargo build");
-        assert!(st.success(), "cargo build of the binaries failed");
+        assert!(st.success(), "cargo build of {package} failed");
     });
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
