@@ -1,4 +1,5 @@
 //! exhibit-collect: capture a running container, from the host and without touching
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
 //! it, into one signed evidence bundle. Start at [`cli::run`].
 
 pub mod capture;

@@ -25,7 +25,7 @@ impl Progress {
     /// Entries and bytes so far.
     pub fn files(&self, entries: u64, bytes: u64) {
         if let Some(b) = &self.bar {
-            if entries % 64 == 0 {
+            if entries.is_multiple_of(64) {
                 b.set_message(format!(
                     "{entries} entries, {}",
                     indicatif::HumanBytes(bytes)

@@ -1,4 +1,5 @@
 //! exhibit-common: the evidence bundle format shared by the collector and the analyzer.
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
 //!
 //! Synchronous `Read`/`Write` only, no async runtime, no daemon clients. Start at
 //! [`writer::BundleWriter`] (what a capture produces) and [`verify::verify`] (the only

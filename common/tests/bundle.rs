@@ -287,6 +287,7 @@ fn flipped_header_bytes_fail() {
 }
 
 #[test]
+#[allow(clippy::needless_range_loop)] // indexes two parallel lists
 fn removed_duplicated_added_or_reordered_members_fail() {
     let k = keys::generate().unwrap();
     let tar = decompress(&sample(Some(&k)));

@@ -288,7 +288,7 @@ pub fn read_process(
         Ok(mut f) => {
             if let Ok(st) = rustix::fs::fstat(&f) {
                 exe_deleted = st.st_nlink == 0;
-                memfd = memfd_dev.is_some_and(|d| d == st.st_dev as u64);
+                memfd = memfd_dev.is_some_and(|d| d == st.st_dev);
                 exe_size = Some(st.st_size as u64);
             }
             let keep = exe_deleted || memfd;

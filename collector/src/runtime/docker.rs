@@ -363,6 +363,18 @@ fn split_timestamp(stream: &str, line: &[u8]) -> LogLine {
     }
 }
 
+/// First tar header of an archive: type, size, mode, uid, gid, mtime, link, data offset.
+type ArchiveHead = (
+    tar::EntryType,
+    u64,
+    u32,
+    u64,
+    u64,
+    u64,
+    Option<Vec<u8>>,
+    u64,
+);
+
 /// The diff through `GET /containers/ID/changes` and `GET /containers/ID/archive`: for
 /// each changed path, the first tar entry of its archive (directories are not
 /// downloaded beyond their own header). The daemon resolves paths inside the container.
@@ -409,16 +421,7 @@ async fn api_diff(
         };
         let mut stream = docker.download_from_container(id, Some(opts));
         let mut buf: Vec<u8> = Vec::new();
-        let mut header: Option<(
-            tar::EntryType,
-            u64,
-            u32,
-            u64,
-            u64,
-            u64,
-            Option<Vec<u8>>,
-            u64,
-        )> = None;
+        let mut header: Option<ArchiveHead> = None;
         let start = spool.stream_position()?;
         while let Some(chunk) = stream.next().await {
             let chunk = match chunk {
