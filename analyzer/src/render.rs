@@ -1,0 +1,288 @@
+//! `report`: runs the rules and renders findings as text, JSON, Markdown or HTML.
+//! Findings carry attacker-controlled text: human formats strip control characters,
+//! Markdown escapes its syntax and inline HTML, HTML escapes everything (see html.rs).
+
+use crate::cli::{ReportArgs, ReportFormat};
+use crate::error::AnalyzeError;
+use crate::evidence::{load_keys, Evidence};
+use crate::finding::{Finding, Severity, Summary};
+use crate::image::SavedImage;
+use crate::profile::Profile;
+use crate::rules::{self, RuleInput};
+use exhibit_common::dsse::SignerStatus;
+use serde_json::{json, Value};
+use std::fmt::Write as _;
+use std::io::Write;
+
+/// Writes data to stdout; a closed pipe (`| head`) is not an error.
+pub fn write_out(s: &str) -> Result<(), AnalyzeError> {
+    write_bytes(s.as_bytes())
+}
+
+/// Writes bytes to stdout; a closed pipe is not an error.
+pub fn write_bytes(b: &[u8]) -> Result<(), AnalyzeError> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(b).and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(AnalyzeError::input(
+            format!("cannot write to stdout: {e}"),
+            &[],
+        )),
+    }
+}
+
+/// Replaces control characters (terminal escapes, newlines) with `\xNN` / `\u{..}`.
+pub fn sanitize_line(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        {
+            let _ = write!(o, "\\u{{{:x}}}", c as u32);
+        } else {
+            o.push(c);
+        }
+    }
+    o
+}
+
+/// The report as one JSON value (schema_version 1, documented in docs/findings.md).
+pub fn report_json(
+    ev: &Evidence,
+    image: Option<&SavedImage>,
+    profile: Option<&std::path::Path>,
+    findings: &[Finding],
+) -> Result<Value, AnalyzeError> {
+    let c = &ev.container;
+    let m = ev.bundle.manifest();
+    let (sig, keyids): (&str, Vec<String>) = match ev.bundle.signer() {
+        SignerStatus::Verified { keyid } => ("verified", vec![keyid.clone()]),
+        SignerStatus::Unverified { keyids } => ("unverified", keyids.clone()),
+        SignerStatus::Unsigned => ("unsigned", vec![]),
+    };
+    Ok(json!({
+        "schema_version": 1,
+        "bundle": {
+            "path": ev.path.display().to_string(),
+            "sha256": ev.file_sha256()?,
+            "container": {
+                "runtime": c.runtime, "id": c.id, "name": c.name, "image": c.image,
+                "image_id": c.image_id, "pod": c.pod, "pod_namespace": c.pod_namespace,
+            },
+            "signer": ev.bundle.signer(),
+            "completeness": m.completeness,
+            "case": m.case,
+            "captured": {"started_at": m.started_at, "ended_at": m.ended_at},
+        },
+        "verification": {
+            "signature": sig,
+            "keyids": keyids,
+            "members_verified": ev.bundle.member_digests().len() + 1,
+            "content_entries_verified": ev.bundle.content_entries(),
+            "acquisition_chain": "ok",
+            "acquisition_events": ev.acquisition.len(),
+        },
+        "inputs": {
+            "image": image.map(|i| json!({"path": i.source.display().to_string(), "id": i.id, "repo_tags": i.repo_tags, "files": i.files.len()})),
+            "profile": profile.map(|p| p.display().to_string()),
+        },
+        "summary": Summary::of(findings),
+        "findings": findings,
+    }))
+}
+
+fn style(sev: Severity) -> anstyle::Style {
+    use anstyle::AnsiColor::*;
+    let c = match sev {
+        Severity::Critical => Magenta,
+        Severity::High => Red,
+        Severity::Medium => Yellow,
+        Severity::Low => Cyan,
+        Severity::Info => White,
+    };
+    anstyle::Style::new().bold().fg_color(Some(c.into()))
+}
+
+/// Compact `key=value` rendering of evidence for the human formats.
+pub fn evidence_text(f: &Finding) -> String {
+    f.evidence
+        .iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| match v {
+            Value::String(s) => format!("{k}={s}"),
+            other => format!("{k}={other}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The summary line.
+pub fn summary_line(s: &Summary) -> String {
+    format!(
+        "{} finding(s): {} critical, {} high, {} medium, {} low, {} info",
+        s.total, s.critical, s.high, s.medium, s.low, s.info
+    )
+}
+
+/// Text grouped by severity; coloured on a terminal unless NO_COLOR.
+pub fn render_text(ev: &Evidence, findings: &[Finding], colour: bool) -> String {
+    let mut o = String::new();
+    let c = &ev.container;
+    let _ = writeln!(
+        o,
+        "exhibit report: {} (container {} {}, signer {})",
+        sanitize_line(&ev.path.display().to_string()),
+        sanitize_line(c.name.as_deref().unwrap_or("?")),
+        sanitize_line(c.id.as_deref().unwrap_or("?")),
+        sanitize_line(&crate::evidence::signer_text(ev.bundle.signer()))
+    );
+    for sev in Severity::DESCENDING {
+        let group: Vec<&Finding> = findings.iter().filter(|f| f.severity == sev).collect();
+        if group.is_empty() {
+            continue;
+        }
+        let st = if colour {
+            style(sev)
+        } else {
+            anstyle::Style::new()
+        };
+        let _ = writeln!(
+            o,
+            "\n{st}{} ({}){st:#}",
+            sev.as_str().to_uppercase(),
+            group.len()
+        );
+        for f in group {
+            let _ = writeln!(o, "  {:<26} {}", f.rule, sanitize_line(&f.subject));
+            let _ = writeln!(o, "      {}", sanitize_line(&f.summary));
+            let ev = evidence_text(f);
+            if !ev.is_empty() {
+                let _ = writeln!(o, "      {}", sanitize_line(&ev));
+            }
+        }
+    }
+    let _ = writeln!(o, "\n{}", summary_line(&Summary::of(findings)));
+    o
+}
+
+/// Escapes text for Markdown: its syntax characters and inline HTML.
+pub fn md_escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in sanitize_line(s).chars() {
+        match c {
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '&' => o.push_str("&amp;"),
+            '\\' | '`' | '*' | '_' | '{' | '}' | '[' | ']' | '(' | ')' | '#' | '+' | '-' | '.'
+            | '!' | '|' | '~' | '"' | '\'' => {
+                o.push('\\');
+                o.push(c);
+            }
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// Markdown with one table per severity.
+pub fn render_markdown(ev: &Evidence, findings: &[Finding]) -> String {
+    let mut o = String::new();
+    let c = &ev.container;
+    let _ = writeln!(o, "# exhibit report\n");
+    let _ = writeln!(o, "- bundle: {}", md_escape(&ev.path.display().to_string()));
+    let _ = writeln!(
+        o,
+        "- container: {} ({})",
+        md_escape(c.name.as_deref().unwrap_or("?")),
+        md_escape(c.id.as_deref().unwrap_or("?"))
+    );
+    let _ = writeln!(
+        o,
+        "- signer: {}",
+        md_escape(&crate::evidence::signer_text(ev.bundle.signer()))
+    );
+    let _ = writeln!(
+        o,
+        "- {}\n",
+        md_escape(&summary_line(&Summary::of(findings)))
+    );
+    for sev in Severity::DESCENDING {
+        let group: Vec<&Finding> = findings.iter().filter(|f| f.severity == sev).collect();
+        if group.is_empty() {
+            continue;
+        }
+        let _ = writeln!(o, "## {} ({})\n", sev.as_str(), group.len());
+        let _ = writeln!(
+            o,
+            "| rule | subject | summary | evidence |\n|---|---|---|---|"
+        );
+        for f in group {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} |",
+                md_escape(&f.rule),
+                md_escape(&f.subject),
+                md_escape(&f.summary),
+                md_escape(&evidence_text(f))
+            );
+        }
+        o.push('\n');
+    }
+    o
+}
+
+/// `report BUNDLE`.
+pub fn report_command(a: &ReportArgs) -> Result<u8, AnalyzeError> {
+    if let Some(y) = &a.yara {
+        return Err(AnalyzeError::input(
+            format!("--yara {}: YARA scanning is not supported yet", y.display()),
+            &["run the report without --yara; scan an `exhibit-analyze extract` directory with the yara CLI meanwhile"],
+        ));
+    }
+    let keys = load_keys(&a.keys.pubkeys)?;
+    let profile = a.profile.as_deref().map(Profile::load).transpose()?;
+    let ev = Evidence::open(&a.bundle, &keys)?;
+    let prefer = ev
+        .image
+        .image_id
+        .clone()
+        .or_else(|| ev.container.image_id.clone());
+    let image = a
+        .image
+        .as_deref()
+        .map(|p| crate::image::load(p, prefer.as_deref()))
+        .transpose()?;
+    if let Some(i) = &image {
+        if i.skipped_entries > 0 {
+            eprintln!(
+                "warning: {} layer entries with '..' in their path were ignored",
+                i.skipped_entries
+            );
+        }
+    }
+    let input = RuleInput {
+        ev: &ev,
+        image: image.as_ref(),
+        profile: profile.as_ref(),
+    };
+    let findings = rules::run(&input)?;
+    let text = match a.format {
+        ReportFormat::Json => {
+            let v = report_json(&ev, image.as_ref(), a.profile.as_deref(), &findings)?;
+            serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+        }
+        ReportFormat::Text => {
+            let colour =
+                anstream::AutoStream::choice(&std::io::stdout()) != anstream::ColorChoice::Never;
+            render_text(&ev, &findings, colour)
+        }
+        ReportFormat::Markdown => render_markdown(&ev, &findings),
+        ReportFormat::Html => crate::html::render_html(&ev, &findings),
+    };
+    write_out(&text)?;
+    let fail = a
+        .fail_on
+        .is_some_and(|min| findings.iter().any(|f| f.severity >= min));
+    Ok(if fail { 1 } else { 0 })
+}

@@ -1,0 +1,206 @@
+//! `verify` and `show`: what a bundle is and whether it can be trusted.
+
+use crate::cli::{DataFormat, ShowArgs, VerifyArgs};
+use crate::error::AnalyzeError;
+use crate::evidence::{load_keys, signer_text, Evidence};
+use crate::render::{sanitize_line, write_out};
+use exhibit_common::manifest::CompletenessStatus;
+use exhibit_common::records::{ProcessRecord, SocketRecord};
+use serde_json::{json, Value};
+use std::fmt::Write as _;
+
+/// `verify BUNDLE`: a short summary on stdout; exit 0, 2 or 3.
+pub fn verify_command(a: &VerifyArgs) -> Result<u8, AnalyzeError> {
+    let keys = load_keys(&a.keys.pubkeys)?;
+    let ev = Evidence::open(&a.bundle, &keys)?;
+    let m = ev.bundle.manifest();
+    let c = &ev.container;
+    let mut out = String::new();
+    let _ = writeln!(out, "OK {}", ev.path.display());
+    let _ = writeln!(out, "signer: {}", signer_text(ev.bundle.signer()));
+    let _ = writeln!(
+        out,
+        "container: {} name={} runtime={}",
+        c.id.as_deref().unwrap_or("?"),
+        c.name.as_deref().unwrap_or("?"),
+        c.runtime.as_deref().unwrap_or("?")
+    );
+    let _ = writeln!(out, "completeness: {}", completeness_text(&ev));
+    let _ = writeln!(
+        out,
+        "counts: {} content entries, {} exhibit members, {} processes, {} sockets, {} log lines",
+        ev.bundle.content_entries(),
+        ev.bundle.member_digests().len() + 1,
+        m.counts.processes,
+        m.counts.sockets,
+        m.counts.log_lines
+    );
+    let _ = writeln!(out, "sha256: {}", ev.file_sha256()?);
+    write_out(&sanitize_block(&out))?;
+    Ok(0)
+}
+
+/// Strips terminal control characters from every line of human output.
+pub fn sanitize_block(s: &str) -> String {
+    s.lines().map(|l| sanitize_line(l) + "\n").collect()
+}
+
+fn completeness_text(ev: &Evidence) -> String {
+    let c = &ev.bundle.manifest().completeness;
+    match c.status {
+        CompletenessStatus::Complete => "complete".into(),
+        CompletenessStatus::Incomplete => format!("INCOMPLETE ({})", c.reasons.join("; ")),
+    }
+}
+
+/// The JSON view of a bundle used by `show --format json`.
+pub fn show_json(
+    ev: &Evidence,
+    procs: &[ProcessRecord],
+    socks: &[SocketRecord],
+) -> Result<Value, AnalyzeError> {
+    let m = ev.bundle.manifest();
+    Ok(json!({
+        "schema_version": 1,
+        "bundle": {
+            "path": ev.path.display().to_string(),
+            "sha256": ev.file_sha256()?,
+            "signer": ev.bundle.signer(),
+            "compressed_size": ev.bundle.compressed_size(),
+            "decompressed_size": ev.bundle.decompressed_size(),
+            "content_entries": ev.bundle.content_entries(),
+        },
+        "manifest": m,
+        "container": ev.container,
+        "image": ev.image,
+        "custody": {
+            "case": m.case, "examiner": m.examiner, "note": m.note,
+            "started_at": m.started_at, "ended_at": m.ended_at, "freeze": m.freeze,
+            "operator_uid": m.operator_uid, "command_line": m.command_line,
+            "acquisition_chain": "ok",
+            "acquisition": ev.acquisition,
+        },
+        "completeness": m.completeness,
+        "counts": m.counts,
+        "processes": procs.iter().map(|p| json!({
+            "pid": p.pid, "ns_pid": p.ns_pid, "ppid": p.ppid, "uid": p.uid, "user": p.user,
+            "exe": p.exe, "exe_deleted": p.exe_deleted, "memfd": p.memfd,
+            "argv": p.argv.items, "start_time": p.start_time,
+        })).collect::<Vec<_>>(),
+        "sockets": socks,
+    }))
+}
+
+/// `show BUNDLE`.
+pub fn show_command(a: &ShowArgs) -> Result<u8, AnalyzeError> {
+    let keys = load_keys(&a.keys.pubkeys)?;
+    let ev = Evidence::open(&a.bundle, &keys)?;
+    let procs = ev.processes()?;
+    let socks = ev.sockets()?;
+    if a.format == DataFormat::Json {
+        let v = show_json(&ev, &procs, &socks)?;
+        write_out(&(serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"))?;
+        return Ok(0);
+    }
+    let m = ev.bundle.manifest();
+    let c = &ev.container;
+    let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+    let mut o = String::new();
+    let _ = writeln!(o, "bundle:       {}", ev.path.display());
+    let _ = writeln!(o, "sha256:       {}", ev.file_sha256()?);
+    let _ = writeln!(o, "signer:       {}", signer_text(ev.bundle.signer()));
+    let _ = writeln!(
+        o,
+        "schema:       {} (written by {} {})",
+        m.schema_version, m.tool.name, m.tool.version
+    );
+    let _ = writeln!(o, "\ncontainer");
+    let _ = writeln!(o, "  id:         {}", opt(&c.id));
+    let _ = writeln!(o, "  name:       {}", opt(&c.name));
+    let _ = writeln!(o, "  runtime:    {}", opt(&c.runtime));
+    let _ = writeln!(o, "  image:      {} ({})", opt(&c.image), opt(&c.image_id));
+    if c.pod.is_some() {
+        let _ = writeln!(o, "  pod:        {}/{}", opt(&c.pod_namespace), opt(&c.pod));
+    }
+    let _ = writeln!(o, "  created:    {}", opt(&c.created));
+    let _ = writeln!(o, "  started:    {}", opt(&c.started));
+    let _ = writeln!(o, "  privileged: {}", c.privileged);
+    if !c.host_namespaces.is_empty() {
+        let _ = writeln!(o, "  host namespaces: {}", c.host_namespaces.join(", "));
+    }
+    if !c.cap_add.is_empty() {
+        let _ = writeln!(o, "  added capabilities: {}", c.cap_add.join(", "));
+    }
+    let _ = writeln!(o, "\ncustody");
+    let _ = writeln!(o, "  case:       {}", opt(&m.case));
+    let _ = writeln!(o, "  examiner:   {}", opt(&m.examiner));
+    let _ = writeln!(o, "  note:       {}", opt(&m.note));
+    let _ = writeln!(o, "  captured:   {} .. {}", m.started_at, m.ended_at);
+    if let Some(f) = &m.freeze {
+        let _ = writeln!(o, "  frozen:     {} .. {}", f.paused_at, opt(&f.resumed_at));
+    }
+    let _ = writeln!(
+        o,
+        "  acquisition log: {} events, hash chain ok",
+        ev.acquisition.len()
+    );
+    for e in ev
+        .acquisition
+        .iter()
+        .filter(|e| e.outcome != "ok" && e.outcome != "info")
+    {
+        let _ = writeln!(
+            o,
+            "    {} {} {}: {}",
+            e.t,
+            e.step,
+            e.outcome,
+            e.error.clone().or(e.detail.clone()).unwrap_or_default()
+        );
+    }
+    let _ = writeln!(o, "\ncompleteness: {}", completeness_text(&ev));
+    let _ = writeln!(o, "\ncounts");
+    for (tree, t) in &m.counts.trees {
+        let _ = writeln!(o, "  {tree}: {} entries, {} bytes", t.entries, t.bytes);
+    }
+    let _ = writeln!(
+        o,
+        "  processes {}, sockets {}, log lines {}, executables {}, memory regions {}",
+        m.counts.processes,
+        m.counts.sockets,
+        m.counts.log_lines,
+        m.counts.executables,
+        m.counts.memory_regions
+    );
+    let _ = writeln!(o, "\nprocesses ({})", procs.len());
+    for p in &procs {
+        let flags = [(p.exe_deleted, " [exe deleted]"), (p.memfd, " [memfd]")]
+            .iter()
+            .filter(|f| f.0)
+            .map(|f| f.1)
+            .collect::<String>();
+        let argv: Vec<String> = p.argv.items.iter().map(|a| a.lossy()).collect();
+        let _ = writeln!(
+            o,
+            "  {:>7} {:<8} {}{}  {}",
+            p.pid,
+            p.user.clone().unwrap_or_else(|| p.uid.to_string()),
+            p.exe
+                .as_ref()
+                .map(|e| e.lossy())
+                .unwrap_or_else(|| format!("[{}]", p.comm.lossy())),
+            flags,
+            argv.join(" ")
+        );
+    }
+    let _ = writeln!(o, "\nsockets ({})", socks.len());
+    for s in &socks {
+        let _ = writeln!(
+            o,
+            "  {:<6} {:<12} {:<24} {:<24} pids {:?}",
+            s.proto, s.state, s.local, s.remote, s.pids
+        );
+    }
+    write_out(&sanitize_block(&o))?;
+    Ok(0)
+}
