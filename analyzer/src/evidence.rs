@@ -168,11 +168,7 @@ impl Evidence {
 
     /// Hands every line of a JSON Lines member to `f`, each capped at the JSON limit;
     /// a member too large to keep in memory is streamed in a second, re-hashed pass.
-    pub fn for_each_line(
-        &self,
-        name: &str,
-        f: &mut LineFn<'_>,
-    ) -> Result<(), AnalyzeError> {
+    pub fn for_each_line(&self, name: &str, f: &mut LineFn<'_>) -> Result<(), AnalyzeError> {
         let Some(bytes) = self.bundle.member(name).map_err(|e| self.verify_err(e))? else {
             return Ok(());
         };

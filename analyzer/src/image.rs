@@ -159,7 +159,8 @@ fn load_docker_save(path: &Path, prefer: Option<&str>) -> Result<SavedImage, Ima
         let m = members
             .get(name.trim_start_matches("./"))
             .ok_or_else(|| fmt_err(format!("member {name} is missing")))?;
-        let mut f = file.try_clone()?;
+        // Its own open file: clones of one descriptor would share the offset.
+        let mut f = File::open(path)?;
         f.seek(SeekFrom::Start(m.offset))?;
         Ok(f.take(m.size))
     };

@@ -193,7 +193,10 @@ impl FileIndex {
             }
             cur.push(c);
             let p: Vec<u8> = cur.iter().flat_map(|c| [&b"/"[..], c].concat()).collect();
-            let f = self.files.get(&p)?;
+            // Layers need not list every parent directory.
+            let Some(f) = self.files.get(&p) else {
+                continue;
+            };
             if f.file_type == ImageFileType::Symlink {
                 hops += 1;
                 if hops > 40 {
