@@ -104,6 +104,7 @@ pub fn contain_symlink(member: &[&[u8]], target: &[u8]) -> Option<Vec<u8>> {
 struct Extractor {
     root: OwnedFd,
     files: HashSet<Vec<u8>>,
+    refused_links: HashSet<Vec<u8>>,
     dirs: Vec<(Vec<u8>, u32)>,
     notes: Vec<serde_json::Value>,
     entries: u64,
@@ -168,6 +169,15 @@ impl Extractor {
         let name = rec.member.as_bytes();
         let parts = components(name)?;
         let (last, dirs) = parts.split_last().ok_or("empty name")?;
+        // A path below a symlink cannot come from a real directory tree.
+        for i in 1..parts.len() {
+            if self.refused_links.contains(&parts[..i].join(&b'/')) {
+                return Err(format!(
+                    "lies under the refused symlink {}",
+                    String::from_utf8_lossy(&parts[..i].join(&b'/'))
+                ));
+            }
+        }
         if let Some(target) = &rec.hardlink_to {
             let t = target.as_bytes();
             components(t).map_err(|e| format!("hard link target: {e}"))?;
@@ -247,14 +257,17 @@ impl Extractor {
                         })?;
                         self.entries += 1;
                     }
-                    None => self.note(
-                        name,
-                        "symlink-refused",
-                        format!(
-                            "target {} leaves the extraction directory",
-                            String::from_utf8_lossy(&target)
-                        ),
-                    ),
+                    None => {
+                        self.refused_links.insert(name.to_vec());
+                        self.note(
+                            name,
+                            "symlink-refused",
+                            format!(
+                                "target {} leaves the extraction directory",
+                                String::from_utf8_lossy(&target)
+                            ),
+                        );
+                    }
                 }
                 Ok(())
             }
@@ -387,6 +400,7 @@ fn fill(ev: &Evidence, partial: &Path) -> Result<(u64, usize), AnalyzeError> {
     let mut x = Extractor {
         root,
         files: HashSet::new(),
+        refused_links: HashSet::new(),
         dirs: Vec::new(),
         notes: Vec::new(),
         entries: 0,
