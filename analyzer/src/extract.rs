@@ -453,3 +453,35 @@ fn fill(ev: &Evidence, partial: &Path) -> Result<(u64, usize), AnalyzeError> {
     }
     Ok((x.entries, notes))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlink_targets_stay_inside() {
+        let m: Vec<&[u8]> = vec![b"rootfs", b"usr", b"bin", b"sh"];
+        let ok = |t: &[u8]| contain_symlink(&m, t).map(|v| String::from_utf8(v).unwrap());
+        assert_eq!(
+            ok(b"/bin/busybox").as_deref(),
+            Some("../../../rootfs/bin/busybox")
+        );
+        assert_eq!(
+            ok(b"/../../etc/passwd").as_deref(),
+            Some("../../../rootfs/etc/passwd")
+        );
+        assert_eq!(ok(b"busybox").as_deref(), Some("busybox"));
+        assert_eq!(ok(b"../../../x").as_deref(), Some("../../../x"));
+        assert_eq!(ok(b"../../../../x"), None);
+        assert_eq!(
+            ok(b"a/../../x"),
+            None,
+            "`..` after a name could climb through a symlink"
+        );
+        assert_eq!(ok(b""), None);
+        assert!(components(b"rootfs/../x").is_err());
+        assert!(components(b"/rootfs/x").is_err());
+        assert!(components(b"rootfs//x").is_err());
+        assert!(components(b"rootfs/\xff").is_ok());
+    }
+}

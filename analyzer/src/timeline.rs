@@ -247,3 +247,16 @@ pub fn timeline_command(a: &TimelineArgs) -> Result<u8, AnalyzeError> {
     crate::render::write_out(&text)?;
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_names_and_csv_cells_are_safe() {
+        assert_eq!(body_name(b"/a|b\n\xff"), "/a\\x7cb\\x0a\\xff");
+        assert_eq!(csv_cell("=cmd|' /C calc'!A0"), "\"'=cmd|' /C calc'!A0\"");
+        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(mode_string(FileType::Dir, 0o755), "d/drwxr-xr-x");
+    }
+}
