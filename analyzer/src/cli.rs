@@ -8,11 +8,12 @@ const EXAMPLES: &str = "\
 Examples:
   exhibit-analyze verify web-3f2a9c1b04de-20261123T083102Z.exhibit.tar.zst --pubkey ir.pub
   exhibit-analyze show BUNDLE --pubkey ir.pub --format json
-  exhibit-analyze report BUNDLE --pubkey ir.pub --image web.tar --profile expected.yaml --fail-on high
+  exhibit-analyze report BUNDLE --pubkey ir.pub --image web.tar --fail-on high
+  exhibit-analyze report BUNDLE --pubkey ir.pub --profile expected.yaml
   exhibit-analyze report BUNDLE --pubkey ir.pub --format html > report.html
-  exhibit-analyze diff baseline.exhibit.tar.zst suspect.exhibit.tar.zst --pubkey ir.pub
-  exhibit-analyze timeline BUNDLE --pubkey ir.pub --format bodyfile > body && mactime -b body -d
-  exhibit-analyze profile good1.exhibit.tar.zst good2.exhibit.tar.zst --pubkey ir.pub -o expected.yaml
+  exhibit-analyze diff baseline.exhibit.tar.zst suspect.exhibit.tar.zst
+  exhibit-analyze timeline BUNDLE --format bodyfile > body && mactime -b body -d
+  exhibit-analyze profile good1.exhibit.tar.zst good2.exhibit.tar.zst -o expected.yaml
   exhibit-analyze extract BUNDLE --pubkey ir.pub -o evidence-dir
 
 Exit codes: 0 success; 1 a finding at or above --fail-on; 2 usage, I/O or rule error;
@@ -73,6 +74,7 @@ pub enum DataFormat {
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
+    /// The bundle (*.exhibit.tar.zst).
     pub bundle: PathBuf,
     #[command(flatten)]
     pub keys: KeyArgs,
@@ -91,6 +93,7 @@ pub enum ReportFormat {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
+    /// The bundle (*.exhibit.tar.zst).
     pub bundle: PathBuf,
     #[command(flatten)]
     pub keys: KeyArgs,
@@ -112,7 +115,9 @@ pub struct ReportArgs {
 
 #[derive(Debug, Args)]
 pub struct DiffArgs {
+    /// The known-good (or earlier) bundle.
     pub baseline: PathBuf,
+    /// The bundle to compare with it.
     pub suspect: PathBuf,
     #[command(flatten)]
     pub keys: KeyArgs,
@@ -131,6 +136,7 @@ pub enum TimelineFormat {
 
 #[derive(Debug, Args)]
 pub struct TimelineArgs {
+    /// The bundle (*.exhibit.tar.zst).
     pub bundle: PathBuf,
     #[command(flatten)]
     pub keys: KeyArgs,
@@ -152,6 +158,7 @@ pub struct ProfileArgs {
 
 #[derive(Debug, Args)]
 pub struct ExtractArgs {
+    /// The bundle (*.exhibit.tar.zst).
     pub bundle: PathBuf,
     #[command(flatten)]
     pub keys: KeyArgs,
