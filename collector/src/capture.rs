@@ -418,7 +418,8 @@ async fn capture_frozen<R: Runtime>(
                 read_only: false,
                 captured: "content".into(),
             });
-            if let Err(e) = runtime_file(&mut walker, index, dest_path, host_path) {
+            let through = facts.init_pid.filter(|_| facts.running);
+            if let Err(e) = runtime_file(&mut walker, index, dest_path, host_path, through) {
                 mount_errors.push(format!("{dest_path}: {e}"));
             }
         }
@@ -644,14 +645,35 @@ fn runtime_file<W: Write>(
     index: u32,
     dest: &str,
     host_path: &Path,
+    through: Option<i32>,
 ) -> Result<()> {
-    let parent = host_path.parent().context("runtime file has no parent")?;
-    let name = host_path.file_name().context("runtime file has no name")?;
-    let dir = rustix::fs::open(
-        parent,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
+    // Read through the container's pinned root when it runs (no host path needed, which
+    // matters in a Kubernetes pod), else from the runtime's own file on the host.
+    let (dir, name): (std::os::fd::OwnedFd, std::ffi::OsString) = match through {
+        Some(pid) => {
+            let root = host::open_container_root(pid)?;
+            let (parent, name) = dest
+                .rsplit_once('/')
+                .context("runtime file has no parent")?;
+            (
+                walk::open_beneath_dir(&root, parent.trim_start_matches('/').as_bytes())?,
+                name.into(),
+            )
+        }
+        None => {
+            let parent = host_path.parent().context("runtime file has no parent")?;
+            let name = host_path.file_name().context("runtime file has no name")?;
+            (
+                rustix::fs::open(
+                    parent,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )?,
+                name.to_os_string(),
+            )
+        }
+    };
+    let name = name.as_os_str();
     let st = rustix::fs::statx(
         &dir,
         name,

@@ -92,7 +92,7 @@ pub struct Connection {
 #[derive(Args, Debug)]
 #[command(group(clap::ArgGroup::new("signing").required(true).args(["key", "unsigned"])))]
 pub struct CaptureArgs {
-    /// Containers by name, id or id prefix.
+    /// Containers by name, id, id prefix, containerd://ID or NAMESPACE/POD/CONTAINER.
     #[arg(required_unless_present = "all", conflicts_with = "all")]
     pub containers: Vec<String>,
     /// Capture every running container (narrow with --filter).
@@ -442,7 +442,11 @@ async fn select_targets(args: &CaptureArgs, rts: &Runtimes) -> Result<Vec<Target
         let mut seen = std::collections::BTreeSet::new();
         return Ok(all
             .iter()
-            .filter(|c| c.status == "running" && matches_filters(c, &filters))
+            .filter(|c| {
+                c.status == "running"
+                    && !crate::runtime::is_sandbox(c)
+                    && matches_filters(c, &filters)
+            })
             .filter(|c| seen.insert(c.id.clone()))
             .map(|c| Target {
                 runtime: c.runtime,
@@ -551,6 +555,9 @@ async fn capture_cmd(args: CaptureArgs) -> Result<u8> {
             let mut u = UserError::new(e.to_string());
             if matches!(e, exhibit_common::keys::KeyError::Permissions { .. }) {
                 u = u.hint(format!("chmod 600 {}", k.display()));
+                u = u.hint(
+                    "for a Kubernetes Secret volume set defaultMode: 0400 (256) and no fsGroup",
+                );
             } else {
                 u = u.hint("create one with `exhibit-collect keygen --out PREFIX`");
             }
@@ -570,6 +577,17 @@ async fn capture_cmd(args: CaptureArgs) -> Result<u8> {
     let dest = match &args.output {
         Some(p) if p.as_os_str() == "-" => Destination::Stdout,
         Some(p) if p.is_dir() => Destination::Dir(p.clone()),
+        // Several containers always go to a directory; create it.
+        Some(p) if args.all || targets.len() > 1 => {
+            std::fs::create_dir_all(p).map_err(|e| {
+                UserError::new(format!(
+                    "cannot create output directory {}: {e}",
+                    p.display()
+                ))
+                .hint("check the path and permissions")
+            })?;
+            Destination::Dir(p.clone())
+        }
         Some(p) => Destination::File(p.clone()),
         None => Destination::Dir(PathBuf::from(".")),
     };

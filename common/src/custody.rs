@@ -75,10 +75,14 @@ impl AcquisitionLog {
 pub fn check_chain(bytes: &[u8]) -> Result<Vec<AcquisitionEvent>, String> {
     let mut prev = GENESIS.to_string();
     let mut out = Vec::new();
-    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
-        if line.is_empty() {
-            continue;
-        }
+    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    if body.is_empty() {
+        return Ok(out);
+    }
+    if !bytes.ends_with(b"\n") {
+        return Err("acquisition log does not end with a newline".into());
+    }
+    for (i, line) in body.split(|&b| b == b'\n').enumerate() {
         let ev: AcquisitionEvent =
             crate::json::parse(line).map_err(|e| format!("acquisition line {}: {e}", i + 1))?;
         if ev.prev != prev || ev.seq != out.len() as u64 {

@@ -131,7 +131,9 @@ impl ChangeRecord {
             mode: self.mode & 0o7777,
             uid: self.uid,
             gid: self.gid,
-            size: if kind == EntryType::File {
+            // Only regular files carry bytes; whiteouts, sockets and hard links are
+            // header-only, so no unhashed bytes can ride along.
+            size: if kind == EntryType::File && self.file_type == FileType::File {
                 self.stored_size
             } else {
                 0

@@ -112,6 +112,8 @@ pub enum TarError {
     EntryTooLarge(u64),
     #[error("path or link target over {MAX_PATH} bytes")]
     PathTooLong,
+    #[error("non-zero bytes in the padding after an entry")]
+    NonZeroPadding,
     #[error("non-zero bytes after the end-of-archive marker")]
     TrailingData,
     #[error("malformed numeric field {0}")]
@@ -405,6 +407,9 @@ impl<R: Read> TarReader<R> {
                 read_exact_or(&mut self.inner, &mut data, "a PAX header")?;
                 let mut padb = vec![0u8; padding(size)];
                 read_exact_or(&mut self.inner, &mut padb, "a PAX header")?;
+                if padb.iter().any(|&b| b != 0) {
+                    return Err(TarError::NonZeroPadding);
+                }
                 raw.extend_from_slice(&data);
                 raw.extend_from_slice(&padb);
                 parse_pax(
@@ -482,6 +487,9 @@ impl<R: Read> TarReader<R> {
             let n = self.pad;
             read_exact_or(&mut self.inner, &mut p[..n], "entry padding")?;
             self.pad = 0;
+            if p[..n].iter().any(|&b| b != 0) {
+                return Err(TarError::NonZeroPadding);
+            }
         }
         Ok(())
     }

@@ -266,8 +266,16 @@ pub fn verify(path: &Path, opts: &VerifyOptions) -> Result<VerifiedBundle, Verif
                     let d = hash_body(&mut tar, &name, |b| w.write_all(b))?;
                     w.flush().map_err(io_err)?;
                     d
-                } else if size <= MAX_JSON && size <= budget {
-                    budget -= size;
+                } else if size <= MAX_JSON
+                    && (name == MANIFEST
+                        || name == crate::members::ACQUISITION
+                        || (size <= budget
+                            && !name.starts_with("exhibit/exe/")
+                            && !name.starts_with("exhibit/memory/")))
+                {
+                    // The manifest is always kept (it is needed to finish verifying);
+                    // executables and memory regions are read again on demand.
+                    budget = budget.saturating_sub(size);
                     let mut bytes = Vec::with_capacity(size as usize);
                     let d = hash_body(&mut tar, &name, |b| {
                         bytes.extend_from_slice(b);
@@ -348,6 +356,18 @@ pub fn verify(path: &Path, opts: &VerifyOptions) -> Result<VerifiedBundle, Verif
     }
     let manifest: Manifest = serde_json::from_value(manifest_value)
         .map_err(|e| invalid(Some(MANIFEST), e.to_string()))?;
+    match members.get(crate::members::ACQUISITION) {
+        Some(log) => {
+            crate::custody::check_chain(log)
+                .map_err(|e| invalid(Some(crate::members::ACQUISITION), e))?;
+        }
+        None => {
+            return Err(invalid(
+                Some(crate::members::ACQUISITION),
+                "too large to check",
+            ))
+        }
+    }
 
     // Records against entries, one to one, in tar order.
     let mut entries = entries.into_inner().map_err(|e| io_err(e.into_error()))?;
@@ -356,6 +376,13 @@ pub fn verify(path: &Path, opts: &VerifyOptions) -> Result<VerifiedBundle, Verif
     let mut records = BufReader::new(changes.reopen().map_err(io_err)?);
     let mut line = Vec::new();
     let mut n = 0u64;
+    // Member names seen so far, as 128-bit digests: duplicates and hard links to
+    // members not (yet) in the bundle are refused without keeping every name.
+    let mut seen: std::collections::HashSet<u128> = std::collections::HashSet::new();
+    let name_key = |b: &[u8]| -> u128 {
+        let d = Sha256::digest(b);
+        u128::from_le_bytes(d[..16].try_into().unwrap_or([0; 16]))
+    };
     let mut read_lines = 0u64;
     loop {
         line.clear();
@@ -385,6 +412,29 @@ pub fn verify(path: &Path, opts: &VerifyOptions) -> Result<VerifiedBundle, Verif
                     return Err(invalid(
                         Some(&member),
                         format!("record {read_lines} names {} instead", rec.member),
+                    ));
+                }
+                if !seen.insert(name_key(&name)) {
+                    return Err(invalid(Some(&member), "duplicate member"));
+                }
+                if let Some(target) = &rec.hardlink_to {
+                    if !seen.contains(&name_key(target.as_bytes()))
+                        || target.as_bytes() == name.as_slice()
+                    {
+                        return Err(invalid(
+                            Some(&member),
+                            "hard link to a member that is not earlier in the bundle",
+                        ));
+                    }
+                }
+                if rec.xattrs.iter().any(|x| {
+                    crate::text::b64_decode(&x.value_b64).is_none()
+                        || x.name.as_bytes().contains(&b'=')
+                        || x.name.as_bytes().contains(&0)
+                }) {
+                    return Err(invalid(
+                        Some(&member),
+                        "record has a malformed extended attribute",
                     ));
                 }
                 if Sha256::digest(render(&rec.tar_header())).as_slice() != header_digest {

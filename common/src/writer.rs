@@ -231,8 +231,16 @@ impl<W: Write> BundleWriter<W> {
         if record.stored_size > MAX_ENTRY_SIZE {
             return Err(WriteError::Limit(member));
         }
+        if record.member.as_bytes().len() > limits::MAX_PATH
+            || record
+                .link_target
+                .as_ref()
+                .is_some_and(|l| l.as_bytes().len() > limits::MAX_PATH)
+        {
+            return Err(WriteError::Limit(format!("path of {member}")));
+        }
         let header = record.tar_header();
-        if header.kind != EntryType::File {
+        if header.kind != EntryType::File || record.file_type != FileType::File {
             record.stored_size = 0;
         }
         let header = record.tar_header();
@@ -323,6 +331,10 @@ impl<W: Write> BundleWriter<W> {
         };
         let payload = serde_json::to_vec(&statement).map_err(io::Error::from)?;
         let envelope = serde_json::to_vec_pretty(&seal(&payload, key)).map_err(io::Error::from)?;
+        self.exhibit_members += 1;
+        if self.exhibit_members > MAX_EXHIBIT_MEMBERS {
+            return Err(WriteError::Limit("exhibit/ member count".into()));
+        }
         if envelope.len() as u64 > limits::MAX_ENVELOPE {
             return Err(WriteError::Limit("the envelope".into()));
         }

@@ -453,3 +453,128 @@ fn zstd_bomb_and_oversized_declarations_are_refused_quickly() {
     let msg = expect_invalid(verify_bytes(&compress(&h), &[]), "10 GB member");
     assert!(msg.contains("over the entry limit"), "{msg}");
 }
+
+#[test]
+fn garbage_in_entry_padding_fails() {
+    let k = keys::generate().unwrap();
+    let tar = decompress(&sample(Some(&k)));
+    let (_, _, _, end) = spans(&tar)
+        .into_iter()
+        .find(|s| s.0 == "rootfs/tmp/payload")
+        .unwrap();
+    let mut t = tar.clone();
+    t[end..end + 4].copy_from_slice(b"EVIL");
+    let msg = expect_invalid(verify_bytes(&compress(&t), &[k.verifying_key()]), "padding");
+    assert!(msg.contains("padding"), "{msg}");
+}
+
+#[test]
+fn duplicates_dangling_hardlinks_and_bad_xattrs_fail_even_when_signed() {
+    let k = keys::generate().unwrap();
+    let build = |recs: Vec<ChangeRecord>| {
+        let mut w = BundleWriter::new(
+            Vec::new(),
+            WriterOptions {
+                level: 3,
+                threads: 0,
+            },
+        )
+        .unwrap();
+        for r in recs {
+            let body = vec![b'x'; r.stored_size as usize];
+            w.add_content(r, Some(&mut &body[..]), |_, _| {}).unwrap();
+        }
+        let mut log = exhibit_common::custody::AcquisitionLog::new();
+        log.record("files", "ok", None, None);
+        w.add_member("exhibit/acquisition.jsonl", log.bytes())
+            .unwrap();
+        w.finish(manifest(), Some(&k)).unwrap().0
+    };
+    let f = record(b"rootfs/a", b"/a", FileType::File, 3);
+    let msg = expect_invalid(
+        verify_bytes(&build(vec![f.clone(), f.clone()]), &[k.verifying_key()]),
+        "duplicate",
+    );
+    assert!(msg.contains("duplicate"), "{msg}");
+    let mut link = record(b"rootfs/b", b"/b", FileType::File, 0);
+    link.hardlink_to = Some(ByteText(b"rootfs/../../etc/shadow".to_vec()));
+    let msg = expect_invalid(
+        verify_bytes(&build(vec![f.clone(), link]), &[k.verifying_key()]),
+        "dangling hard link",
+    );
+    assert!(msg.contains("hard link"), "{msg}");
+    let mut bad = f.clone();
+    bad.xattrs = vec![exhibit_common::records::Xattr {
+        name: ByteText(b"user.x".to_vec()),
+        value_b64: "!!not base64".into(),
+    }];
+    expect_invalid(
+        verify_bytes(&build(vec![bad]), &[k.verifying_key()]),
+        "bad xattr",
+    );
+    // A whiteout never carries bytes, whatever its record claims.
+    let mut wh = record(b"rootfs/.wh.c", b"/c", FileType::Whiteout, 5);
+    wh.kind = ChangeKind::Deleted;
+    let v = verify_bytes(&build(vec![wh]), &[k.verifying_key()]).unwrap();
+    let r: Vec<ChangeRecord> = v.records().unwrap().map(Result::unwrap).collect();
+    assert_eq!(r[0].stored_size, 0);
+    // A good hard link verifies.
+    let mut link = record(b"rootfs/b", b"/b", FileType::File, 0);
+    link.hardlink_to = Some(ByteText(b"rootfs/a".to_vec()));
+    verify_bytes(&build(vec![f, link]), &[k.verifying_key()]).unwrap();
+}
+
+#[test]
+fn many_large_executables_do_not_exhaust_the_verifier() {
+    let k = keys::generate().unwrap();
+    let mut w = BundleWriter::new(
+        Vec::new(),
+        WriterOptions {
+            level: 1,
+            threads: 2,
+        },
+    )
+    .unwrap();
+    for i in 0..7u8 {
+        let exe = vec![i; 16 << 20];
+        let digest = exhibit_common::hashing::sha256_hex(&exe);
+        w.add_member(&format!("exhibit/exe/{digest}"), &exe)
+            .unwrap();
+    }
+    let mut log = exhibit_common::custody::AcquisitionLog::new();
+    log.record("files", "ok", None, None);
+    w.add_member("exhibit/acquisition.jsonl", log.bytes())
+        .unwrap();
+    let b = w.finish(manifest(), Some(&k)).unwrap().0;
+    let v = verify_bytes(&b, &[k.verifying_key()]).unwrap();
+    let name = v
+        .member_digests()
+        .keys()
+        .find(|n| n.starts_with("exhibit/exe/"))
+        .unwrap()
+        .clone();
+    assert_eq!(v.member(&name).unwrap().unwrap().len(), 16 << 20);
+}
+
+#[test]
+fn a_broken_acquisition_chain_fails() {
+    let k = keys::generate().unwrap();
+    let mut w = BundleWriter::new(
+        Vec::new(),
+        WriterOptions {
+            level: 3,
+            threads: 0,
+        },
+    )
+    .unwrap();
+    let mut log = exhibit_common::custody::AcquisitionLog::new();
+    log.record("a", "ok", None, None);
+    log.record("b", "ok", None, None);
+    let text = String::from_utf8(log.bytes().to_vec()).unwrap();
+    let second_only = format!("{}\n", text.lines().nth(1).unwrap());
+    w.add_member("exhibit/acquisition.jsonl", second_only.as_bytes())
+        .unwrap();
+    let b = w.finish(manifest(), Some(&k)).unwrap().0;
+    let msg = expect_invalid(verify_bytes(&b, &[k.verifying_key()]), "chain");
+    assert!(msg.contains("acquisition"), "{msg}");
+}

@@ -735,3 +735,96 @@ fn volumes_content_takes_named_volumes_never_host_bind_mounts() {
         .expect("bind mount recorded");
     assert_eq!(bind["captured"], "metadata");
 }
+
+#[test]
+fn wide_deep_and_device_trees_complete_cleanly() {
+    let c = Container::start(Rt::Docker, "shell", &[]);
+    // 200,000 entries in one directory; a 4,096-byte path; device nodes.
+    c.sh("mkdir /tmp/wide && cd /tmp/wide && seq 1 200000 | xargs touch");
+    let seg = "d".repeat(250);
+    let mut deep = String::from("/tmp/deep");
+    while deep.len() + 251 < 4096 - 50 {
+        deep.push('/');
+        deep.push_str(&seg);
+    }
+    // Built one component at a time: a single syscall path is capped at PATH_MAX.
+    let levels = (deep.len() - "/tmp/deep".len()) / 251;
+    c.sh(&format!(
+        "mkdir -p /tmp/deep && cd /tmp/deep && for i in $(seq 1 {levels}); do mkdir {seg} && cd {seg}; done && touch {}",
+        "f".repeat(4096 - deep.len() - 1)
+    ));
+    c.sh("mknod /tmp/null c 1 3 && mknod /tmp/blk b 7 0");
+    let out_dir = tempfile::tempdir().unwrap();
+    let t = std::time::Instant::now();
+    let (out, bundle) = c.capture(out_dir.path(), &["--unsigned", "--quiet"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(120),
+        "took {:?}",
+        t.elapsed()
+    );
+    let v = exhibit_common::verify(&bundle.unwrap(), &Default::default()).unwrap();
+    let recs = records(&v);
+    assert_eq!(
+        recs.iter()
+            .filter(|r| r.path.lossy().starts_with("/tmp/wide/"))
+            .count(),
+        200_000
+    );
+    assert!(
+        recs.iter().any(|r| r.path.as_bytes().len() == 4096),
+        "4,096-byte path missing"
+    );
+    let null = recs
+        .iter()
+        .find(|r| r.path.as_bytes() == b"/tmp/null")
+        .unwrap();
+    assert_eq!(
+        (null.rdev_major, null.rdev_minor, null.captured),
+        (1, 3, false)
+    );
+    let blk = recs
+        .iter()
+        .find(|r| r.path.as_bytes() == b"/tmp/blk")
+        .unwrap();
+    assert_eq!(blk.file_type, exhibit_common::records::FileType::Block);
+}
+
+#[test]
+fn directory_swapped_for_a_host_symlink_during_capture_never_escapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = dir.path().join("host");
+    std::fs::create_dir(&host).unwrap();
+    let secret = format!("SWAP-SECRET-{}", std::process::id());
+    std::fs::write(host.join("secret"), &secret).unwrap();
+    let c = Container::start(Rt::Docker, "shell", &[]);
+    c.sh(&format!(
+        "mkdir -p /tmp/swap && seq 1 300 | while read i; do echo x > /tmp/swap/f$i; done; (while true; do mv /tmp/swap /tmp/swap.real; ln -s {} /tmp/swap; rm /tmp/swap; mv /tmp/swap.real /tmp/swap; done >/dev/null 2>&1 &)",
+        host.display()
+    ));
+    for _ in 0..3 {
+        let out_dir = tempfile::tempdir().unwrap();
+        let (out, bundle) = c.capture(out_dir.path(), &["--unsigned", "--quiet"]);
+        assert!(
+            matches!(out.status.code(), Some(0) | Some(1)),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bundle = bundle.unwrap();
+        assert!(
+            !plain_bytes(&bundle)
+                .windows(secret.len())
+                .any(|w| w == secret.as_bytes()),
+            "host file entered the bundle through a swapped symlink"
+        );
+        let v = exhibit_common::verify(&bundle, &Default::default()).unwrap();
+        assert!(records(&v)
+            .iter()
+            .all(|r| !r.path.lossy().contains("/secret")));
+    }
+}

@@ -91,12 +91,24 @@ pub fn own_binary_sha256() -> Option<String> {
         .map(|(d, _)| d)
 }
 
+// The host's view, through pid 1, when the collector runs in a container of its own
+// (a Kubernetes Job with hostPID): its own /etc and UTS name would be the pod's.
+fn host_hostname(own: String) -> String {
+    let ours = procs::ns_inode(std::process::id() as i32, "uts");
+    if ours.is_some() && ours != procs::ns_inode(1, "uts") {
+        if let Some(h) = read_trim("/proc/1/root/etc/hostname").filter(|h| !h.is_empty()) {
+            return h;
+        }
+    }
+    own
+}
+
 /// Content of exhibit/host.json.
 pub fn identity(runtime: &str, runtime_version: &str) -> serde_json::Value {
     let uname = rustix::system::uname();
     json!({
-        "hostname": uname.nodename().to_string_lossy(),
-        "machine_id": read_trim("/etc/machine-id"),
+        "hostname": host_hostname(uname.nodename().to_string_lossy().into_owned()),
+        "machine_id": read_trim("/proc/1/root/etc/machine-id").or_else(|| read_trim("/etc/machine-id")),
         "boot_id": read_trim("/proc/sys/kernel/random/boot_id"),
         "kernel": format!("{} {} {}", uname.sysname().to_string_lossy(), uname.release().to_string_lossy(), uname.version().to_string_lossy()),
         "arch": uname.machine().to_string_lossy(),

@@ -233,6 +233,14 @@ impl<'w, W: Write> Walker<'w, W> {
         literal: &mut Vec<Vec<u8>>,
     ) -> Result<Option<OwnedFd>, WriteError> {
         let path = container_path(spec, rel);
+        // A bundle refuses longer names; record the loss instead of writing one.
+        if rel.len() + spec.member_prefix.len() + 8 > exhibit_common::limits::MAX_PATH {
+            let shown = String::from_utf8_lossy(&path.0[..path.0.len().min(256)]).into_owned();
+            self.stats.errors.push(format!(
+                "{shown}...: path longer than the bundle limit, not captured"
+            ));
+            return Ok(None);
+        }
         let st = match rustix::fs::statx(
             dir,
             name,
@@ -716,7 +724,12 @@ fn read_xattrs(fd: &OwnedFd) -> (Vec<Xattr>, RawXattrs) {
     };
     let mut stored = Vec::new();
     let mut overlay = Vec::new();
+    let mut total = 0usize;
     for name in names[..n].split(|&b| b == 0).filter(|s| !s.is_empty()) {
+        // PAX keys end at '='; such a name cannot be stored faithfully.
+        if name.contains(&b'=') {
+            continue;
+        }
         let mut value = vec![0u8; 65536];
         let Ok(cname) = std::ffi::CString::new(name) else {
             continue;
@@ -727,7 +740,9 @@ fn read_xattrs(fd: &OwnedFd) -> (Vec<Xattr>, RawXattrs) {
         value.truncate(len);
         if name.starts_with(b"trusted.overlay.") {
             overlay.push((name.to_vec(), value));
-        } else {
+        } else if total + name.len() + value.len() < 512 << 10 {
+            // Bounded so the entry's PAX header stays under the reader's limit.
+            total += name.len() + value.len() + 32;
             stored.push(xattr(name, &value));
         }
     }

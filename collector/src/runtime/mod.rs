@@ -108,7 +108,25 @@ pub struct ApiEntry {
 /// Resolves a user's CONTAINER argument against listed containers: exact id, exact
 /// name, or unique id prefix.
 pub fn resolve<'a>(all: &'a [ListedContainer], query: &str) -> Vec<&'a ListedContainer> {
-    let q = query.trim_start_matches('/');
+    // Kubernetes reports ids as containerd://ID or docker://ID.
+    let q = query
+        .strip_prefix("containerd://")
+        .or_else(|| query.strip_prefix("docker://"))
+        .unwrap_or(query);
+    let q = q.trim_start_matches('/');
+    // NAMESPACE/POD/CONTAINER names one container of one pod.
+    let parts: Vec<&str> = q.split('/').collect();
+    if parts.len() == 3 {
+        return all
+            .iter()
+            .filter(|c| {
+                c.pod_namespace.as_deref() == Some(parts[0])
+                    && c.pod.as_deref() == Some(parts[1])
+                    && c.container_name.as_deref() == Some(parts[2])
+                    && !is_sandbox(c)
+            })
+            .collect();
+    }
     let exact: Vec<_> = all
         .iter()
         .filter(|c| c.id == q || c.name == q || c.container_name.as_deref() == Some(q))
@@ -120,6 +138,15 @@ pub fn resolve<'a>(all: &'a [ListedContainer], query: &str) -> Vec<&'a ListedCon
         return all.iter().filter(|c| c.id.starts_with(q)).collect();
     }
     Vec::new()
+}
+
+/// A Kubernetes pod sandbox (pause container), not a workload container.
+pub fn is_sandbox(c: &ListedContainer) -> bool {
+    c.labels.get("io.cri-containerd.kind").map(String::as_str) == Some("sandbox")
+        || c.labels
+            .get("io.kubernetes.docker.type")
+            .map(String::as_str)
+            == Some("podsandbox")
 }
 
 /// Capabilities Docker and containerd grant by default (OCI default set).
@@ -139,3 +166,63 @@ pub const DEFAULT_CAPS: [&str; 14] = [
     "CAP_KILL",
     "CAP_AUDIT_WRITE",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(id: &str, name: &str, pod: Option<(&str, &str, &str)>, kind: &str) -> ListedContainer {
+        ListedContainer {
+            runtime: "containerd",
+            namespace: Some("k8s.io".into()),
+            id: id.into(),
+            name: name.into(),
+            image: String::new(),
+            status: "running".into(),
+            pid: None,
+            pod: pod.map(|p| p.1.into()),
+            pod_namespace: pod.map(|p| p.0.into()),
+            container_name: pod.map(|p| p.2.into()),
+            labels: [("io.cri-containerd.kind".to_string(), kind.to_string())].into(),
+        }
+    }
+
+    #[test]
+    fn resolves_ids_prefixes_kubernetes_ids_and_pod_paths() {
+        let all = vec![
+            c(
+                "aaaa1111",
+                "web",
+                Some(("prod", "web-7f9", "web")),
+                "container",
+            ),
+            c(
+                "bbbb2222",
+                "web",
+                Some(("prod", "web-8c1", "web")),
+                "container",
+            ),
+            c(
+                "cccc3333",
+                "cccc3333",
+                Some(("prod", "web-7f9", "POD")),
+                "sandbox",
+            ),
+        ];
+        assert_eq!(resolve(&all, "aaaa1111").len(), 1);
+        assert_eq!(resolve(&all, "containerd://bbbb2222")[0].id, "bbbb2222");
+        assert_eq!(resolve(&all, "aaaa")[0].id, "aaaa1111");
+        assert_eq!(
+            resolve(&all, "web").len(),
+            2,
+            "a bare container name is ambiguous across pods"
+        );
+        assert_eq!(resolve(&all, "prod/web-8c1/web")[0].id, "bbbb2222");
+        assert!(
+            resolve(&all, "prod/web-7f9/POD").is_empty(),
+            "sandboxes are not targets"
+        );
+        assert!(resolve(&all, "zz").is_empty());
+        assert!(is_sandbox(&all[2]) && !is_sandbox(&all[0]));
+    }
+}
