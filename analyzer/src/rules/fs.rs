@@ -328,7 +328,12 @@ impl FsRules {
         if let Some(profile) = input.profile {
             let is_dir = rec.file_type == FileType::Dir || rec.kind == ChangeKind::OpaqueDir;
             let copy_up_dir = rec.file_type == FileType::Dir && rec.kind == ChangeKind::Modified;
-            if !copy_up_dir && !profile.allows_write(&path, is_dir) {
+            // The root of a mount (mounts/N, volumes/N) is where the runtime mounted it,
+            // not something the container wrote.
+            let mount_root = rec.member.as_bytes().iter().filter(|&&b| b == b'/').count() == 1
+                && (rec.member.as_bytes().starts_with(b"mounts/")
+                    || rec.member.as_bytes().starts_with(b"volumes/"));
+            if !copy_up_dir && !mount_root && !profile.allows_write(&path, is_dir) {
                 out.push(finding(
                     "fs.unexpected-write",
                     Severity::Medium,

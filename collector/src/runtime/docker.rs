@@ -192,8 +192,6 @@ impl Runtime for DockerRuntime {
             ("net", &host.network_mode),
             ("ipc", &host.ipc_mode),
             ("uts", &host.uts_mode),
-            ("userns", &host.userns_mode),
-            ("cgroup", &host.cgroupns_mode.map(|m| m.to_string())),
         ] {
             if mode.as_deref() == Some("host") {
                 host_ns.push(ns);
@@ -229,6 +227,10 @@ impl Runtime for DockerRuntime {
             })).collect::<Vec<_>>(),
             "devices": host.devices.clone().unwrap_or_default().iter().map(|d| d.path_on_host.clone()).collect::<Vec<_>>(),
             "security_opt": host.security_opt.clone().unwrap_or_default(),
+            // Not a host namespace in the sense of DESIGN.md: on cgroup v1 Docker always
+            // shares the cgroup namespace, and userns is host unless remapping is on.
+            "cgroupns_mode": host.cgroupns_mode.map(|m| m.to_string()),
+            "userns_mode": host.userns_mode.clone(),
             "user": config.user.clone().unwrap_or_default(),
             "labels": labels,
             "entrypoint": config.entrypoint.clone().unwrap_or_default(),
