@@ -64,6 +64,14 @@ pub fn guess_hints(err: &anyhow::Error) -> Vec<String> {
                 .to_string(),
         );
     }
+    if text.contains("no space left") {
+        hints.push(
+            "the output filesystem is full: free space or write elsewhere with -o DIR".to_string(),
+        );
+    }
+    if text.contains("read-only file system") {
+        hints.push("the output location is read-only: write elsewhere with -o DIR".to_string());
+    }
     if hints.is_empty() {
         hints.push("run with -v for details".to_string());
     }

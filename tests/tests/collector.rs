@@ -824,3 +824,55 @@ fn directory_swapped_for_a_host_symlink_during_capture_never_escapes() {
             .all(|r| !r.path.lossy().contains("/secret")));
     }
 }
+
+#[test]
+fn full_or_read_only_output_fails_cleanly_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    ok(Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&small));
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).output();
+        }
+    }
+    let _guard = Unmount(small.clone());
+    let c = Container::start(Rt::Docker, "shell", &[]);
+    c.sh("head -c 3000000 /dev/urandom > /tmp/random");
+    for (what, hint) in [("full", "full"), ("read-only", "read-only")] {
+        if what == "read-only" {
+            ok(Command::new("mount").args(["-o", "remount,ro"]).arg(&small));
+        }
+        let out = run(collect()
+            .args([
+                "capture",
+                "--runtime",
+                "docker",
+                &c.id,
+                "--unsigned",
+                "--quiet",
+                "-o",
+            ])
+            .arg(&small));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{what}: {err}");
+        assert!(
+            err.lines().any(|l| l.starts_with("error: ")),
+            "{what}: {err}"
+        );
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with("hint: ") && l.contains(hint)),
+            "{what}: {err}"
+        );
+        let left: Vec<_> = std::fs::read_dir(&small)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(left.is_empty(), "{what}: files left behind: {left:?}");
+    }
+}
