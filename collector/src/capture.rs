@@ -690,33 +690,19 @@ fn runtime_file<W: Write>(
         Mode::empty(),
     )?;
     let size = st.stx_size.min(walker.opts.max_file_size);
-    let rec = ChangeRecord {
-        member: ByteText(format!("mounts/{index}").into_bytes()),
-        path: ByteText::from(dest),
-        source: Source::RuntimeFile,
-        kind: ChangeKind::Added,
-        file_type: exhibit_common::records::FileType::File,
-        mode: st.stx_mode as u32 & 0o7777,
-        uid: st.stx_uid as u64,
-        gid: st.stx_gid as u64,
-        size: st.stx_size,
-        stored_size: size,
-        atime_ns: st.stx_atime.tv_sec * 1_000_000_000 + st.stx_atime.tv_nsec as i64,
-        mtime_ns: st.stx_mtime.tv_sec * 1_000_000_000 + st.stx_mtime.tv_nsec as i64,
-        ctime_ns: st.stx_ctime.tv_sec * 1_000_000_000 + st.stx_ctime.tv_nsec as i64,
-        btime_ns: None,
-        sha256: None,
-        link_target: None,
-        hardlink_to: None,
-        hardlink_group: None,
-        nlink: st.stx_nlink as u64,
-        rdev_major: 0,
-        rdev_minor: 0,
-        xattrs: vec![],
-        captured: size == st.stx_size,
-        reason: (size != st.stx_size).then(|| "over --max-file-size".to_string()),
-        flags: vec![],
-    };
+    let mut rec = walk::base_record(
+        format!("mounts/{index}").into_bytes(),
+        dest.as_bytes().to_vec(),
+        Source::RuntimeFile,
+        ChangeKind::Added,
+        exhibit_common::records::FileType::File,
+        &st,
+    );
+    rec.stored_size = size;
+    if size != st.stx_size {
+        rec.captured = false;
+        rec.reason = Some("over --max-file-size".to_string());
+    }
     let mut f = std::fs::File::from(fd);
     walker.writer.add_content(
         rec,
@@ -829,33 +815,19 @@ fn write_api_entry<W: Write>(
         }
     }
     let rec = ChangeRecord {
-        member: ByteText(member),
-        path: ByteText(e.path.clone()),
-        source: Source::Upper,
-        kind: e.kind,
-        file_type: e.file_type,
         mode: e.mode,
         uid: e.uid,
         gid: e.gid,
         size: e.size,
         stored_size: stored,
-        atime_ns: 0,
         mtime_ns: e.mtime_ns,
-        ctime_ns: 0,
-        btime_ns: None,
-        sha256: None,
         link_target: e.link_target.map(ByteText),
-        hardlink_to: None,
-        hardlink_group: None,
-        nlink: 1,
-        rdev_major: 0,
-        rdev_minor: 0,
-        xattrs: vec![],
         captured,
         reason: e
             .reason
             .or_else(|| (e.file_type == FileType::Whiteout).then(|| "whiteout".to_string())),
         flags: vec!["engine-api".into()],
+        ..ChangeRecord::new(member, e.path.clone(), Source::Upper, e.kind, e.file_type)
     };
     match e.content {
         Some((off, len)) => {

@@ -92,6 +92,44 @@ pub struct ChangeRecord {
 }
 
 impl ChangeRecord {
+    /// A record with this identity and every other field empty: no content, no times,
+    /// no owner, `captured: true`. Callers fill in what they know.
+    pub fn new(
+        member: Vec<u8>,
+        path: Vec<u8>,
+        source: Source,
+        kind: ChangeKind,
+        file_type: FileType,
+    ) -> Self {
+        ChangeRecord {
+            member: ByteText(member),
+            path: ByteText(path),
+            source,
+            kind,
+            file_type,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            stored_size: 0,
+            atime_ns: 0,
+            mtime_ns: 0,
+            ctime_ns: 0,
+            btime_ns: None,
+            sha256: None,
+            link_target: None,
+            hardlink_to: None,
+            hardlink_group: None,
+            nlink: 1,
+            rdev_major: 0,
+            rdev_minor: 0,
+            xattrs: Vec::new(),
+            captured: true,
+            reason: None,
+            flags: Vec::new(),
+        }
+    }
+
     /// The canonical tar header of this record's member.
     pub fn tar_header(&self) -> EntryHeader {
         let (kind, link) = if let Some(target) = &self.hardlink_to {

@@ -670,7 +670,7 @@ fn ts(t: &rustix::fs::StatxTimestamp) -> i64 {
         .saturating_add(t.tv_nsec as i64)
 }
 
-fn base_record(
+pub(crate) fn base_record(
     member: Vec<u8>,
     path: Vec<u8>,
     source: Source,
@@ -678,33 +678,19 @@ fn base_record(
     ft: FileType,
     st: &rustix::fs::Statx,
 ) -> ChangeRecord {
-    let is_file = ft == FileType::File;
     ChangeRecord {
-        member: ByteText(member),
-        path: ByteText(path),
-        source,
-        kind,
-        file_type: ft,
         mode: st.stx_mode as u32 & 0o7777,
         uid: st.stx_uid as u64,
         gid: st.stx_gid as u64,
-        size: if is_file { st.stx_size } else { 0 },
-        stored_size: 0,
+        size: if ft == FileType::File { st.stx_size } else { 0 },
         atime_ns: ts(&st.stx_atime),
         mtime_ns: ts(&st.stx_mtime),
         ctime_ns: ts(&st.stx_ctime),
         btime_ns: (st.stx_mask & StatxFlags::BTIME.bits() != 0).then(|| ts(&st.stx_btime)),
-        sha256: None,
-        link_target: None,
-        hardlink_to: None,
-        hardlink_group: None,
         nlink: st.stx_nlink as u64,
         rdev_major: st.stx_rdev_major,
         rdev_minor: st.stx_rdev_minor,
-        xattrs: Vec::new(),
-        captured: true,
-        reason: None,
-        flags: Vec::new(),
+        ..ChangeRecord::new(member, path, source, kind, ft)
     }
 }
 
