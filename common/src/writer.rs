@@ -85,8 +85,12 @@ impl<W: Write> BundleWriter<W> {
         if opts.threads > 0 {
             enc.multithread(opts.threads)?;
         }
-        // Keep the window within what readers accept whatever the level.
-        enc.window_log(limits::ZSTD_WINDOW_LOG_MAX.min(23))?;
+        // Levels 1-19 never use a window over 2^23, within what readers accept
+        // (ZSTD_WINDOW_LOG_MAX). Jobs of 2 MiB keep each worker's buffers small, so
+        // the collector's memory stays flat however large the diff.
+        if opts.threads > 0 {
+            enc.set_parameter(zstd::zstd_safe::CParameter::JobSize(2 << 20))?;
+        }
         Ok(BundleWriter {
             out: enc,
             subjects: Vec::new(),
