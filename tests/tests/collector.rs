@@ -876,3 +876,37 @@ fn full_or_read_only_output_fails_cleanly_and_leaves_nothing() {
         assert!(left.is_empty(), "{what}: files left behind: {left:?}");
     }
 }
+
+#[test]
+fn container_in_another_containerd_namespace_is_named_in_the_error() {
+    let ns = format!("exhibit-other-{}", std::process::id());
+    let addr = support::containerd_address();
+    let ctr = |args: &[&str]| {
+        let mut c = Command::new("ctr");
+        c.args(["-a", &addr, "-n", &ns]).args(args);
+        run(&mut c)
+    };
+    let image = "docker.io/exhibit-fixture/shell:1";
+    let tar = support::fixtures_dir().join("shell.tar");
+    assert!(ctr(&["images", "import", tar.to_str().unwrap()])
+        .status
+        .success());
+    let name = format!("elsewhere-{}", std::process::id());
+    assert!(ctr(&["containers", "create", image, &name])
+        .status
+        .success());
+    let out = run(collect().args(["capture", "--runtime", "containerd", &name, "--unsigned"]));
+    let _ = ctr(&["containers", "rm", &name]);
+    let _ = ctr(&["snapshots", "rm", &name]);
+    let _ = ctr(&["images", "rm", image]);
+    let _ = Command::new("ctr")
+        .args(["-a", &addr, "namespaces", "rm", &ns])
+        .output();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("hint: ") && l.contains(&ns) && l.contains("--namespace")),
+        "{err}"
+    );
+}
