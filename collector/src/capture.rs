@@ -542,6 +542,31 @@ async fn capture_frozen<R: Runtime>(
     let log_size = log_spool.stream_position()?;
     log_spool.rewind()?;
     writer.add_member_from(members::LOGS, &mut log_spool, log_size)?;
+    if !opts.no_logs {
+        if let Some(path) = &facts.log_file {
+            match open_log_file(path) {
+                Ok((f, size)) => {
+                    // Spooled first: the runtime may rotate or truncate it meanwhile.
+                    let mut spool = tempfile::tempfile()?;
+                    let copied = std::io::copy(&mut f.take(size), &mut spool)?;
+                    spool.rewind()?;
+                    writer.add_member_from(members::RUNTIME_LOG, &mut spool, copied)?;
+                    log.record(
+                        "logs.runtime-file",
+                        "ok",
+                        Some(format!("{} ({copied} bytes)", path.display())),
+                        None,
+                    );
+                }
+                Err(e) => log.record(
+                    "logs.runtime-file",
+                    "error",
+                    Some(path.display().to_string()),
+                    Some(e.to_string()),
+                ),
+            }
+        }
+    }
     if opts.volumes == VolumesMode::None {
         mounts.retain(|m| m.mount_type == "tmpfs" || m.mount_type == "runtime-file");
     }
@@ -840,4 +865,22 @@ fn write_api_entry<W: Write>(
         None => walker.writer.add_content(rec, None, |_, _| {})?,
     }
     Ok(())
+}
+
+// The runtime's log file, opened without following a symlink; the size is fixed at open
+// (the file keeps growing) and capped at the entry limit.
+fn open_log_file(path: &Path) -> std::io::Result<(std::fs::File, u64)> {
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NOATIME | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let st = rustix::fs::fstat(&fd)?;
+    if st.st_mode & 0o170000 != 0o100000 {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok((
+        std::fs::File::from(fd),
+        (st.st_size as u64).min(exhibit_common::limits::MAX_ENTRY_SIZE),
+    ))
 }

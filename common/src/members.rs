@@ -14,6 +14,8 @@ pub const IMAGE: &str = "exhibit/image.json";
 pub const CHANGES: &str = "exhibit/fs/changes.jsonl";
 /// container log lines.
 pub const LOGS: &str = "exhibit/logs/container.jsonl";
+/// the runtime's own log file, verbatim (Docker's json-file log), when present.
+pub const RUNTIME_LOG: &str = "exhibit/logs/runtime.log";
 /// mounts and volumes.
 pub const VOLUMES: &str = "exhibit/volumes.json";
 /// hash-chained acquisition log.
@@ -61,6 +63,7 @@ pub fn classify(name: &[u8]) -> Option<MemberClass> {
         b"exhibit/image.json" => 6,
         b"exhibit/fs/changes.jsonl" => return Some(MemberClass::Changes),
         b"exhibit/logs/container.jsonl" => 9,
+        b"exhibit/logs/runtime.log" => 9,
         b"exhibit/volumes.json" => 10,
         b"exhibit/acquisition.jsonl" => 11,
         b"exhibit/manifest.json" => 12,

@@ -566,6 +566,13 @@ fn stdout_streaming_and_list() {
     std::fs::write(&p, &out.stdout).unwrap();
     let v = exhibit_common::verify(&p, &Default::default()).unwrap();
     assert_eq!(v.manifest().container.id, c.id);
+    // Docker's own json-file log is kept verbatim beside the parsed lines.
+    let raw = v
+        .member("exhibit/logs/runtime.log")
+        .unwrap()
+        .expect("runtime log kept");
+    let log_path = ok(Command::new("docker").args(["inspect", "-f", "{{.LogPath}}", &c.name]));
+    assert_eq!(raw, std::fs::read(log_path.trim()).unwrap());
     let list = ok(collect().args(["list", "--format", "json"]));
     let all: Vec<serde_json::Value> = serde_json::from_str(&list).unwrap();
     assert!(all

@@ -433,6 +433,7 @@ impl Runtime for ContainerdRuntime {
             image,
             mounts,
             runtime_files,
+            log_file: None,
         })
     }
 

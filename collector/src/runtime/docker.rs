@@ -263,6 +263,11 @@ impl Runtime for DockerRuntime {
             image,
             mounts,
             runtime_files,
+            log_file: c
+                .log_path
+                .clone()
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from),
         })
     }
 

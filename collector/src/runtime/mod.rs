@@ -54,6 +54,8 @@ pub struct ContainerFacts {
     pub mounts: Vec<MountRecord>,
     /// Runtime-provided files (hosts, hostname, resolv.conf): container path, host path.
     pub runtime_files: Vec<(String, PathBuf)>,
+    /// The runtime's own log file on the host (Docker json-file), kept verbatim.
+    pub log_file: Option<PathBuf>,
 }
 
 /// A container runtime the collector can read from.
