@@ -151,6 +151,10 @@ pub fn parse_raw_table(text: &str) -> Vec<(String, String, u64)> {
 
 fn hex_addr(s: &str) -> Option<String> {
     let (ip, port) = s.split_once(':')?;
+    // Sliced by byte offsets below: only ASCII hex is an address.
+    if !ip.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
     let port = u16::from_str_radix(port, 16).ok()?;
     let ip = match ip.len() {
         8 => {
