@@ -83,12 +83,17 @@ fn read_trim(path: &str) -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
-/// sha256 of the running collector binary.
+/// sha256 of the running collector binary (hashed once per run: `--all` captures many).
 pub fn own_binary_sha256() -> Option<String> {
-    let f = std::fs::File::open("/proc/self/exe").ok()?;
-    exhibit_common::hashing::sha256_reader(f)
-        .ok()
-        .map(|(d, _)| d)
+    static DIGEST: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    DIGEST
+        .get_or_init(|| {
+            let f = std::fs::File::open("/proc/self/exe").ok()?;
+            exhibit_common::hashing::sha256_reader(f)
+                .ok()
+                .map(|(d, _)| d)
+        })
+        .clone()
 }
 
 // The host's view, through pid 1, when the collector runs in a container of its own
