@@ -89,9 +89,20 @@ pub fn load(path: &Path, prefer: Option<&str>) -> Result<SavedImage, AnalyzeErro
         load_docker_save(path, prefer)
     };
     res.map_err(|e| {
+        let hint: &[&str] = match &e {
+            ImageError::Layer {
+                source:
+                    LayerError::IndexTooLarge(_)
+                    | LayerError::TooManyFiles
+                    | LayerError::TooMuchData(_)
+                    | LayerError::TrailingData,
+                ..
+            } => &["the image is over the analyzer's limits (docs/findings.md, \"Image limits\"); a real image this large is rare, a crafted one is likely; run the report without --image to skip the image rules"],
+            _ => &["--image takes a `docker save` tar or an OCI image layout directory (`skopeo copy ... oci:DIR`)"],
+        };
         AnalyzeError::input(
             format!("cannot read saved image {}: {e}", path.display()),
-            &["--image takes a `docker save` tar or an OCI image layout directory (`skopeo copy ... oci:DIR`)"],
+            hint,
         )
     })
 }

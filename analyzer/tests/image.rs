@@ -273,3 +273,59 @@ fn image_rules_compare_with_the_saved_image() {
     assert_eq!(m.subject, support::IMAGE_ID);
     assert_eq!(m.evidence["saved_image_id"], json!(img.id));
 }
+
+/// Hashes what it writes through to `w` (the diff_id of a layer built while it is
+/// compressed).
+struct Tee<W: Write> {
+    w: W,
+    h: sha2::Sha256,
+}
+
+impl<W: Write> Write for Tee<W> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let n = self.w.write(b)?;
+        sha2::Digest::update(&mut self.h, &b[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.w.flush()
+    }
+}
+
+#[test]
+fn a_small_image_of_huge_paths_is_refused_at_the_index_budget() {
+    // The fuzzing finding: a ~100 KB `docker save` whose zstd layer holds 5,000
+    // directories with 60 KB paths (300 MB of path bytes once decompressed) used to be
+    // indexed in full. It must stop at the index budget (192 MiB) with an input error.
+    let dir = tempfile::tempdir().unwrap();
+    let enc = zstd::Encoder::new(Vec::new(), 3).unwrap();
+    let mut b = tar::Builder::new(Tee {
+        w: enc,
+        h: <sha2::Sha256 as sha2::Digest>::new(),
+    });
+    let tail = "p".repeat(60_000);
+    for i in 0..5_000 {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        b.append_data(&mut h, format!("d{i}/{tail}/"), &b""[..])
+            .unwrap();
+    }
+    let tee = b.into_inner().unwrap();
+    let diff_id = format!("sha256:{}", hex::encode(sha2::Digest::finalize(tee.h)));
+    let layer = tee.w.finish().unwrap();
+    assert!(layer.len() < 1 << 20, "{} bytes", layer.len());
+    let (l1, _) = layers();
+    let cfg = serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [id(&l1), diff_id]}})).unwrap();
+    let p = dir.path().join("huge-paths.tar");
+    docker_save(&p, &cfg, &l1, &layer);
+    assert!(std::fs::metadata(&p).unwrap().len() < 2 << 20);
+    let e = load(&p, None).unwrap_err();
+    assert_eq!(e.exit_code(), 2);
+    let msg = e.to_string();
+    assert!(
+        msg.contains("layer 1") && msg.contains("more than 192 MiB"),
+        "{msg}"
+    );
+}
