@@ -145,7 +145,7 @@ struct TarMember {
 }
 
 fn load_docker_save(path: &Path, prefer: Option<&str>) -> Result<SavedImage, ImageError> {
-    let file = File::open(path)?;
+    let file = open_regular(path, true)?;
     let mut members: HashMap<String, TarMember> = HashMap::new();
     {
         let mut archive = tar::Archive::new(&file);
@@ -171,7 +171,7 @@ fn load_docker_save(path: &Path, prefer: Option<&str>) -> Result<SavedImage, Ima
             .get(name.trim_start_matches("./"))
             .ok_or_else(|| fmt_err(format!("member {name} is missing")))?;
         // Its own open file: clones of one descriptor would share the offset.
-        let mut f = File::open(path)?;
+        let mut f = open_regular(path, true)?;
         f.seek(SeekFrom::Start(m.offset))?;
         Ok(f.take(m.size))
     };
@@ -241,6 +241,34 @@ fn load_docker_save(path: &Path, prefer: Option<&str>) -> Result<SavedImage, Ima
     })
 }
 
+/// Opens a file of the image for reading: never a FIFO or device (whose open or read
+/// could block or never end), and inside an OCI layout never through a symlink, so a
+/// crafted layout cannot make the analyzer read files outside the directory it was
+/// given. The path the analyst named (`follow`) may be a symlink.
+fn open_regular(path: &Path, follow: bool) -> Result<File, ImageError> {
+    use rustix::fs::OFlags;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut flags = OFlags::NONBLOCK | OFlags::CLOEXEC;
+    if !follow {
+        flags |= OFlags::NOFOLLOW;
+    }
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+                fmt_err(format!("{} is a symlink", path.display()))
+            } else {
+                ImageError::Io(io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+            }
+        })?;
+    if !f.metadata()?.is_file() {
+        return Err(fmt_err(format!("{} is not a regular file", path.display())));
+    }
+    Ok(f)
+}
+
 fn blob_path(dir: &Path, digest: &str) -> Result<PathBuf, ImageError> {
     let hex = digest
         .strip_prefix("sha256:")
@@ -257,7 +285,7 @@ fn blob_path(dir: &Path, digest: &str) -> Result<PathBuf, ImageError> {
 
 fn read_blob(dir: &Path, digest: &str) -> Result<Vec<u8>, ImageError> {
     let p = blob_path(dir, digest)?;
-    let b = read_capped(&mut File::open(&p)?, digest)?;
+    let b = read_capped(&mut open_regular(&p, false)?, digest)?;
     if sha256_id(&b) != digest {
         return Err(fmt_err(format!("blob {digest} does not match its digest")));
     }
@@ -301,8 +329,17 @@ fn pick_manifest(dir: &Path, index: &Value, depth: u32) -> Result<String, ImageE
 }
 
 fn load_oci_dir(dir: &Path) -> Result<SavedImage, ImageError> {
+    for sub in ["blobs", "blobs/sha256"] {
+        let p = dir.join(sub);
+        if std::fs::symlink_metadata(&p)?.file_type().is_symlink() {
+            return Err(fmt_err(format!("{} is a symlink", p.display())));
+        }
+    }
     let index = parse_json(
-        &read_capped(&mut File::open(dir.join("index.json"))?, "index.json")?,
+        &read_capped(
+            &mut open_regular(&dir.join("index.json"), false)?,
+            "index.json",
+        )?,
         "index.json",
     )?;
     let mdigest = pick_manifest(dir, &index, 0)?;
@@ -326,7 +363,7 @@ fn load_oci_dir(dir: &Path) -> Result<SavedImage, ImageError> {
             .and_then(Value::as_str)
             .ok_or_else(|| fmt_err("layer without digest"))?;
         readers.push(crate::layer::HashReader::new(
-            File::open(blob_path(dir, d)?)?,
+            open_regular(&blob_path(dir, d)?, false)?,
             u64::MAX,
         ));
         want.push(d.to_string());

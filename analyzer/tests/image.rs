@@ -329,3 +329,46 @@ fn a_small_image_of_huge_paths_is_refused_at_the_index_budget() {
         "{msg}"
     );
 }
+
+#[test]
+fn an_oci_layout_cannot_point_the_reader_outside_or_at_a_fifo() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l1, l2) = layers();
+    let cfg = config(&l1, &l2);
+    let fresh = |name: &str| {
+        let oci = dir.path().join(name);
+        oci_layout(&oci, &cfg, &l1, &l2);
+        oci
+    };
+    let blob = |oci: &Path, b: &[u8]| oci.join("blobs/sha256").join(sha256_hex(b));
+    // A layer blob that is a symlink to the same bytes elsewhere: refused, not followed.
+    let oci = fresh("link");
+    let outside = dir.path().join("outside-layer");
+    std::fs::rename(blob(&oci, &l1), &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, blob(&oci, &l1)).unwrap();
+    let e = load(&oci, None).unwrap_err();
+    assert_eq!(e.exit_code(), 2);
+    assert!(e.to_string().contains("is a symlink"), "{e}");
+    // The config blob a FIFO: an error, not a reader blocked forever.
+    let oci = fresh("fifo");
+    std::fs::remove_file(blob(&oci, &cfg)).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        blob(&oci, &cfg),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    let e = load(&oci, None).unwrap_err();
+    assert!(e.to_string().contains("not a regular file"), "{e}");
+    // blobs/sha256 itself a symlink to a directory outside.
+    let oci = fresh("dirlink");
+    let moved = dir.path().join("moved-blobs");
+    std::fs::rename(oci.join("blobs/sha256"), &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, oci.join("blobs/sha256")).unwrap();
+    let e = load(&oci, None).unwrap_err();
+    assert!(e.to_string().contains("is a symlink"), "{e}");
+    // The untouched layout still loads.
+    load(&fresh("ok"), None).unwrap();
+}
