@@ -311,8 +311,18 @@ async fn capture_frozen<R: Runtime>(
             )
         }
     };
+    // The `.sha256` sidecar is reserved now too: a stale one must stop the capture
+    // before anything is written, never end up beside a bundle it does not describe.
+    let mut sidecar = match &path {
+        Some(p) => {
+            let s = sidecar_of(p);
+            Some(AtomicFile::create(&s).with_context(|| format!("creating {}", s.display()))?)
+        }
+        None => None,
+    };
     if let Some(p) = &path {
         interrupt::add_partial(partial_of(p));
+        interrupt::add_partial(partial_of(&sidecar_of(p)));
     }
     let sink: Box<dyn Write> = match &mut atomic {
         Some(a) => Box::new(BufWriter::with_capacity(1 << 20, a.file().try_clone()?)),
@@ -626,12 +636,21 @@ async fn capture_frozen<R: Runtime>(
     let (mut sink, sha256) = hashing.finish();
     sink.flush()?;
     drop(sink);
-    if let Some(a) = atomic {
-        a.commit().context("sealing the bundle")?;
-    }
-    if let Some(p) = &path {
+    if let (Some(a), Some(p), Some(mut side)) = (atomic, &path, sidecar.take()) {
+        // The sidecar lands first; if the bundle then cannot take its name, the
+        // sidecar is removed again, so an error always means nothing at the final names.
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        writeln!(side.file(), "{sha256}  {name}")?;
+        side.commit().context("writing the .sha256 file")?;
+        if let Err(e) = a.commit() {
+            let _ = std::fs::remove_file(sidecar_of(p));
+            return Err(anyhow::Error::from(e).context("sealing the bundle"));
+        }
         interrupt::remove_partial(&partial_of(p));
-        write_sha256_file(p, &sha256)?;
+        interrupt::remove_partial(&partial_of(&sidecar_of(p)));
     }
     Ok(Captured {
         path,
@@ -648,19 +667,10 @@ fn partial_of(p: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-fn write_sha256_file(bundle: &Path, sha256: &str) -> Result<()> {
+fn sidecar_of(bundle: &Path) -> PathBuf {
     let mut s = bundle.as_os_str().to_os_string();
     s.push(".sha256");
-    let p = PathBuf::from(s);
-    let a = AtomicFile::create(&p).with_context(|| format!("creating {}", p.display()))?;
-    let name = bundle
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut a = a;
-    writeln!(a.file(), "{sha256}  {name}")?;
-    a.commit()?;
-    Ok(())
+    PathBuf::from(s)
 }
 
 // A runtime-provided file (hosts, hostname, resolv.conf) from its host path, opened

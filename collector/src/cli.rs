@@ -599,6 +599,19 @@ async fn capture_cmd(args: CaptureArgs) -> Result<u8> {
         .hint("use -o DIR for several containers")
         .into());
     }
+    if let Destination::File(p) = &dest {
+        // Checked before the container is touched (or frozen); the capture reserves
+        // both names again when it creates them, so a race still cannot overwrite.
+        let mut side = p.as_os_str().to_os_string();
+        side.push(".sha256");
+        for q in [p.clone(), PathBuf::from(side)] {
+            if std::fs::symlink_metadata(&q).is_ok() {
+                return Err(UserError::new(format!("{} already exists", q.display()))
+                    .hint("bundles and their .sha256 files are never overwritten: choose another -o, or move the old files away")
+                    .into());
+            }
+        }
+    }
     if targets.is_empty() {
         return Err(UserError::new("no running container matches")
             .hint("run `exhibit-collect list`")

@@ -98,13 +98,25 @@ impl AtomicFile {
         let file = self.file.take().expect("file present until commit");
         file.sync_all()?;
         drop(file);
-        rustix::fs::renameat_with(
+        if let Err(e) = rustix::fs::renameat_with(
             &self.dir,
             self.partial.as_bytes(),
             &self.dir,
             self.name.as_bytes(),
             rustix::fs::RenameFlags::NOREPLACE,
-        )?;
+        ) {
+            // The final name was taken meanwhile: the partial file goes, the other stays.
+            let _ = rustix::fs::unlinkat(
+                &self.dir,
+                self.partial.as_bytes(),
+                rustix::fs::AtFlags::empty(),
+            );
+            let e = io::Error::from(e);
+            return Err(io::Error::new(
+                e.kind(),
+                format!("{}: {e}", self.path.display()),
+            ));
+        }
         rustix::fs::fsync(&self.dir)?;
         Ok(())
     }
@@ -155,5 +167,7 @@ mod tests {
         std::fs::write(&out, b"other").unwrap();
         assert!(f.commit().is_err());
         assert_eq!(std::fs::read(&out).unwrap(), b"other");
+        // ... and removes its partial file.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }
