@@ -192,6 +192,7 @@ async fn capture_frozen<R: Runtime>(
             let membership = procs::membership(init);
             let memfd_dev = procs::memfd_dev();
             let boot = procfs::boot_time_secs().ok();
+            let mut digests = procs::ExeDigests::default();
             for (pid, by) in &membership.pids {
                 let (rec, exe) = procs::read_process(
                     *pid,
@@ -200,6 +201,7 @@ async fn capture_frozen<R: Runtime>(
                     memfd_dev,
                     opts.max_file_size,
                     boot,
+                    &mut digests,
                 );
                 if let Some(k) = exe {
                     kept.entry(k.sha256.clone()).or_insert(k);

@@ -192,6 +192,16 @@ pub fn parse_passwd(text: &[u8]) -> Users {
     users
 }
 
+/// Identity of an executable file on the host: device, inode, size, mtime and ctime.
+/// A file being executed cannot be written (ETXTBSY) and any change moves its ctime,
+/// so within one capture equal keys mean equal content.
+pub type ExeKey = (u64, u64, i64, i64, i64, i64, i64);
+
+/// Digests of executables hashed so far in this capture, by [`ExeKey`]: fifty workers
+/// of one binary are hashed once (the hashing dominated the time to record processes).
+#[derive(Default)]
+pub struct ExeDigests(std::collections::HashMap<ExeKey, String>);
+
 /// Reads one process. `max_exe` caps the bytes hashed (and kept) of its executable.
 pub fn read_process(
     pid: i32,
@@ -200,6 +210,7 @@ pub fn read_process(
     memfd_dev: Option<u64>,
     max_exe: u64,
     boot_time: Option<u64>,
+    digests: &mut ExeDigests,
 ) -> (ProcessRecord, Option<KeptExe>) {
     let mut errors = Vec::new();
     let p = procfs::process::Process::new(pid);
@@ -285,13 +296,30 @@ pub fn read_process(
     let mut memfd = false;
     let mut kept = None;
     match File::open(format!("/proc/{pid}/exe")) {
-        Ok(mut f) => {
+        Ok(mut f) => 'exe: {
+            let mut key = None;
             if let Ok(st) = rustix::fs::fstat(&f) {
                 exe_deleted = st.st_nlink == 0;
                 memfd = memfd_dev.is_some_and(|d| d == st.st_dev);
                 exe_size = Some(st.st_size as u64);
+                key = Some((
+                    st.st_dev,
+                    st.st_ino,
+                    st.st_size,
+                    st.st_mtime,
+                    st.st_mtime_nsec as i64,
+                    st.st_ctime,
+                    st.st_ctime_nsec as i64,
+                ));
             }
             let keep = exe_deleted || memfd;
+            // Kept executables are always read: their content goes into the bundle.
+            if let Some(k) = key.filter(|_| !keep) {
+                if let Some(d) = digests.0.get(&k) {
+                    exe_sha256 = Some(d.clone());
+                    break 'exe;
+                }
+            }
             let mut spool = if keep {
                 tempfile::tempfile().ok()
             } else {
@@ -333,6 +361,10 @@ pub fn read_process(
                         spool: s,
                     });
                 }
+            }
+            if let Some(k) = key.filter(|_| !keep && n_total == exe_size.unwrap_or(0)) {
+                // Only complete reads are reused (not one cut at the cap or by an error).
+                digests.0.insert(k, digest.clone());
             }
             exe_sha256 = Some(digest);
         }
