@@ -177,8 +177,10 @@ impl<'w, W: Write> Walker<'w, W> {
                 self.emit(rec, None)?;
             }
         }
-        // Depth-first, pre-order, names sorted: (dir fd, relative path of the dir).
-        let mut stack: Vec<(OwnedFd, Vec<u8>, Vec<Vec<u8>>)> = Vec::new();
+        // Depth-first, pre-order, names sorted: (dir fd, relative path of the dir, names
+        // left, whether the dir exists in a lower layer: when it does not, nothing under
+        // it can, and the lookups in every lower layer are skipped).
+        let mut stack: Vec<(OwnedFd, Vec<u8>, Vec<Vec<u8>>, bool)> = Vec::new();
         let names = match list_dir(root) {
             Ok(n) => n,
             Err(e) => {
@@ -189,7 +191,7 @@ impl<'w, W: Write> Walker<'w, W> {
             }
         };
         let root_dup = rustix::io::fcntl_dupfd_cloexec(root, 0).map_err(std::io::Error::from)?;
-        stack.push((root_dup, Vec::new(), names));
+        stack.push((root_dup, Vec::new(), names, true));
         while let Some(top) = stack.last_mut() {
             let Some(name) = top.2.pop() else {
                 stack.pop();
@@ -203,12 +205,13 @@ impl<'w, W: Write> Walker<'w, W> {
                 &rel,
                 spec,
                 lowers,
+                top.3,
                 root_stat.st_dev,
                 &mut literal,
             )?;
-            if let Some(child) = child {
+            if let Some((child, in_lower)) = child {
                 match list_dir(&child) {
-                    Ok(n) => stack.push((child, rel, n)),
+                    Ok(n) => stack.push((child, rel, n, in_lower)),
                     Err(e) => self.stats.errors.push(format!(
                         "{}: reading directory: {e}",
                         container_path(spec, &rel).lossy()
@@ -219,7 +222,8 @@ impl<'w, W: Write> Walker<'w, W> {
         Ok(literal)
     }
 
-    /// Records one entry; returns the opened directory when the walk should descend.
+    /// Records one entry; returns the opened directory, and whether it exists in a
+    /// lower layer, when the walk should descend.
     #[allow(clippy::too_many_arguments)]
     fn entry(
         &mut self,
@@ -229,9 +233,10 @@ impl<'w, W: Write> Walker<'w, W> {
         rel: &[u8],
         spec: &TreeSpec<'_>,
         lowers: &Lowers,
+        parent_in_lower: bool,
         root_dev: u64,
         literal: &mut Vec<Vec<u8>>,
-    ) -> Result<Option<OwnedFd>, WriteError> {
+    ) -> Result<Option<(OwnedFd, bool)>, WriteError> {
         let path = container_path(spec, rel);
         // A bundle refuses longer names; record the loss instead of writing one.
         if rel.len() + spec.member_prefix.len() + 8 > exhibit_common::limits::MAX_PATH {
@@ -261,7 +266,7 @@ impl<'w, W: Write> Walker<'w, W> {
         };
         let member = join(spec.member_prefix.as_bytes(), rel);
         let ft = file_type(st.stx_mode as u32);
-        let in_lower = lowers.contains(rel);
+        let in_lower = parent_in_lower && lowers.contains(rel);
         let kind = if in_lower {
             ChangeKind::Modified
         } else {
@@ -349,7 +354,11 @@ impl<'w, W: Write> Walker<'w, W> {
                     m.reason = Some("opaque directory marker".into());
                     self.emit(m, None)?;
                 }
-                Ok(if nested_mount { None } else { Some(fd) })
+                Ok(if nested_mount {
+                    None
+                } else {
+                    Some((fd, in_lower))
+                })
             }
             FileType::Symlink => {
                 match rustix::fs::readlinkat(dir, name, Vec::new()) {
