@@ -96,6 +96,18 @@ impl Lowers {
     }
 }
 
+/// A directory being walked.
+struct Frame {
+    dir: OwnedFd,
+    /// Its path relative to the tree's root.
+    rel: Vec<u8>,
+    /// Names not visited yet (sorted, popped from the end).
+    names: Vec<Vec<u8>>,
+    /// Whether it exists in a lower layer: when it does not, nothing under it can, and
+    /// the lookups in every lower layer are skipped.
+    in_lower: bool,
+}
+
 /// Where one tree goes in the bundle.
 pub struct TreeSpec<'a> {
     /// Member prefix, e.g. `rootfs` or `mounts/0`.
@@ -177,10 +189,8 @@ impl<'w, W: Write> Walker<'w, W> {
                 self.emit(rec, None)?;
             }
         }
-        // Depth-first, pre-order, names sorted: (dir fd, relative path of the dir, names
-        // left, whether the dir exists in a lower layer: when it does not, nothing under
-        // it can, and the lookups in every lower layer are skipped).
-        let mut stack: Vec<(OwnedFd, Vec<u8>, Vec<Vec<u8>>, bool)> = Vec::new();
+        // Depth-first, pre-order, names sorted.
+        let mut stack: Vec<Frame> = Vec::new();
         let names = match list_dir(root) {
             Ok(n) => n,
             Err(e) => {
@@ -191,27 +201,37 @@ impl<'w, W: Write> Walker<'w, W> {
             }
         };
         let root_dup = rustix::io::fcntl_dupfd_cloexec(root, 0).map_err(std::io::Error::from)?;
-        stack.push((root_dup, Vec::new(), names, true));
+        stack.push(Frame {
+            dir: root_dup,
+            rel: Vec::new(),
+            names,
+            in_lower: true,
+        });
         while let Some(top) = stack.last_mut() {
-            let Some(name) = top.2.pop() else {
+            let Some(name) = top.names.pop() else {
                 stack.pop();
                 continue;
             };
-            let rel = join(&top.1, &name);
+            let rel = join(&top.rel, &name);
             let child = self.entry(
-                &top.0,
-                &top.1,
+                &top.dir,
+                &top.rel,
                 &name,
                 &rel,
                 spec,
                 lowers,
-                top.3,
+                top.in_lower,
                 root_stat.st_dev,
                 &mut literal,
             )?;
             if let Some((child, in_lower)) = child {
                 match list_dir(&child) {
-                    Ok(n) => stack.push((child, rel, n, in_lower)),
+                    Ok(names) => stack.push(Frame {
+                        dir: child,
+                        rel,
+                        names,
+                        in_lower,
+                    }),
                     Err(e) => self.stats.errors.push(format!(
                         "{}: reading directory: {e}",
                         container_path(spec, &rel).lossy()
