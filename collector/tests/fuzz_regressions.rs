@@ -1,8 +1,10 @@
 //! Inputs found by the proc_parsers fuzz target (fuzz/fuzz_targets/proc_parsers.rs),
 //! fed through the same calls: a parser must return, never panic.
 
-use exhibit_collector::host::procs::parse_passwd;
-use exhibit_collector::host::sockets::{parse_packet_table, parse_raw_table};
+use exhibit_collector::host::procs::{
+    parse_cgroup, parse_maps, parse_maps_line, parse_passwd, parse_stat, parse_status,
+};
+use exhibit_collector::host::sockets::{parse_net_table, parse_raw_table, NET_TABLES};
 use std::path::PathBuf;
 
 fn regressions(target: &str) -> Vec<(String, Vec<u8>)> {
@@ -30,9 +32,15 @@ fn proc_parsers_regressions_do_not_panic() {
     for (name, data) in regressions("proc_parsers") {
         let res = std::panic::catch_unwind(|| {
             let _ = parse_passwd(&data);
-            if let Ok(text) = std::str::from_utf8(&data) {
-                let _ = parse_raw_table(text);
-                let _ = parse_packet_table(text);
+            for proto in NET_TABLES {
+                let _ = parse_net_table(proto, &data);
+            }
+            let _ = parse_status(&data);
+            let _ = parse_stat(&data);
+            let _ = parse_cgroup(&data);
+            let (maps, _) = parse_maps(&data, false);
+            for line in &maps.items {
+                let _ = parse_maps_line(&line.0);
             }
         });
         if res.is_err() {

@@ -905,3 +905,105 @@ fn container_in_another_containerd_namespace_is_named_in_the_error() {
         "{err}"
     );
 }
+
+#[test]
+fn proc_self_root_links_loops_sockets_hardlinks_and_a_hidden_uid() {
+    // The rest of the hostile-tree list not covered above: symlinks through
+    // /proc/self/root, a two-link loop, a socket file, a FIFO, 1,000 hard links to one
+    // file, and a process whose name is invalid UTF-8 (the kernel prints it raw in
+    // /proc/PID/status, which once cost its uid).
+    let dir = tempfile::tempdir().unwrap();
+    let canary = dir.path().join("canary");
+    let secret = format!("SELF-ROOT-SECRET-{}", std::process::id());
+    std::fs::write(&canary, &secret).unwrap();
+    // Not root: the uid is what a broken status parse used to lose.
+    let c = Container::start(Rt::Docker, "shell", &["--user", "1234:1234"]);
+    c.sh(&format!(
+        "ln -s /proc/self/root{canary} /tmp/self-canary && ln -s /proc/self/root /tmp/self-root \
+         && ln -s /proc/self/root/../../.. /tmp/self-up && ln -s /tmp/lb /tmp/la && ln -s /tmp/la /tmp/lb \
+         && mkfifo /tmp/fifo && echo linked > /tmp/h0 && for i in $(seq 1 1000); do ln /tmp/h0 /tmp/h$i; done \
+         && cp /bin/busybox \"/tmp/$(printf '\\377')x\" \
+         && (sh -c \"exec -a sleep /tmp/$(printf '\\377')x 1000\" >/dev/null 2>&1 &)",
+        canary = canary.display()
+    ));
+    // A socket file in the container's filesystem, bound through its root.
+    let pid = c.pids()[0];
+    drop(std::os::unix::net::UnixListener::bind(format!("/proc/{pid}/root/tmp/sock")).unwrap());
+    let (diff_before, pids_before) = (c.docker_diff(), c.pids());
+    let (out, bundle) = c.capture(dir.path(), &["--unsigned", "--quiet"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        c.docker_diff(),
+        diff_before,
+        "the capture changed the container"
+    );
+    assert_eq!(c.pids(), pids_before, "the capture changed the processes");
+    let bundle = bundle.unwrap();
+    assert!(
+        !plain_bytes(&bundle)
+            .windows(secret.len())
+            .any(|w| w == secret.as_bytes()),
+        "host content entered the bundle through /proc/self/root"
+    );
+    let v = exhibit_common::verify(&bundle, &Default::default()).unwrap();
+    let recs = records(&v);
+    let rec = |p: &[u8]| {
+        recs.iter()
+            .find(|r| r.path.as_bytes() == p)
+            .unwrap_or_else(|| panic!("{} not recorded", String::from_utf8_lossy(p)))
+    };
+    use exhibit_common::records::FileType;
+    for (p, target) in [
+        (
+            &b"/tmp/self-canary"[..],
+            format!("/proc/self/root{}", canary.display()),
+        ),
+        (b"/tmp/self-root", "/proc/self/root".into()),
+        (b"/tmp/self-up", "/proc/self/root/../../..".into()),
+        (b"/tmp/la", "/tmp/lb".into()),
+        (b"/tmp/lb", "/tmp/la".into()),
+    ] {
+        let r = rec(p);
+        assert_eq!(r.file_type, FileType::Symlink);
+        assert_eq!(r.link_target.as_ref().unwrap().lossy(), target);
+    }
+    assert!(recs.iter().all(|r| {
+        let p = r.path.lossy();
+        !p.starts_with("/tmp/self-root/") && !p.starts_with("/tmp/self-up/")
+    }));
+    let sock = rec(b"/tmp/sock");
+    assert_eq!((sock.file_type, sock.captured), (FileType::Socket, false));
+    let fifo = rec(b"/tmp/fifo");
+    assert_eq!((fifo.file_type, fifo.captured), (FileType::Fifo, false));
+    // One copy of the content; every other name is a hard link to it.
+    let links: Vec<&ChangeRecord> = recs
+        .iter()
+        .filter(|r| {
+            let p = r.path.lossy();
+            p.strip_prefix("/tmp/h")
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
+        .collect();
+    assert_eq!(links.len(), 1001);
+    let first: Vec<_> = links.iter().filter(|r| r.hardlink_to.is_none()).collect();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].stored_size, 7);
+    assert!(links
+        .iter()
+        .all(|r| r.hardlink_group == first[0].hardlink_group
+            && r.hardlink_to
+                .as_ref()
+                .is_none_or(|t| t.as_bytes() == first[0].member.as_bytes())));
+    let procs: Vec<ProcessRecord> = jsonl(&v, "exhibit/processes.jsonl");
+    let odd = procs
+        .iter()
+        .find(|p| p.comm.as_bytes() == b"\xffx")
+        .unwrap_or_else(|| panic!("no process named \\xffx: {procs:?}"));
+    assert_eq!((odd.uid, odd.gid), (1234, 1234));
+    assert!(odd.ns_pid.is_some());
+}

@@ -23,7 +23,22 @@ pub struct Membership {
 
 /// The cgroup.procs files of the container's cgroup (v1: one controller; v2: unified).
 fn cgroup_procs_files(init_pid: i32) -> Vec<PathBuf> {
-    let Ok(text) = std::fs::read_to_string(format!("/proc/{init_pid}/cgroup")) else {
+    let Ok(text) = std::fs::read(format!("/proc/{init_pid}/cgroup")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for dir in parse_cgroup(&text) {
+        collect_procs_files(&dir, &mut out, 0);
+    }
+    out
+}
+
+/// The cgroup directories named by /proc/PID/cgroup content: the unified (v2)
+/// hierarchy and the v1 `pids` controller, under /sys/fs/cgroup. A path with `..`
+/// components (never written by the kernel) is skipped.
+pub fn parse_cgroup(bytes: &[u8]) -> Vec<PathBuf> {
+    // Read as text before, so a file that is not UTF-8 names nothing.
+    let Ok(text) = std::str::from_utf8(bytes) else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -39,8 +54,10 @@ fn cgroup_procs_files(init_pid: i32) -> Vec<PathBuf> {
         } else {
             continue;
         };
-        let dir = base.join(path.trim_start_matches('/'));
-        collect_procs_files(&dir, &mut out, 0);
+        if path.split('/').any(|c| c == "..") {
+            continue;
+        }
+        out.push(base.join(path.trim_start_matches('/')));
     }
     out
 }
@@ -158,6 +175,128 @@ fn lines_list(raw: &[u8], truncated_bytes: bool) -> CappedList {
     l
 }
 
+/// /proc/PID/maps content (already capped; `truncated` when it was cut) as the list of
+/// its lines, and the number of executable mappings with no file behind them
+/// (anonymous, memfd, heap or stack).
+pub fn parse_maps(raw: &[u8], truncated: bool) -> (CappedList, u32) {
+    let maps = lines_list(raw, truncated);
+    let anon_exec = maps
+        .items
+        .iter()
+        .filter(|l| {
+            let f: Vec<&[u8]> =
+                l.0.split(|&b| b == b' ')
+                    .filter(|s| !s.is_empty())
+                    .collect();
+            let exec = f.get(1).is_some_and(|p| p.contains(&b'x'));
+            let path = f.get(5).copied().unwrap_or(b"");
+            exec && (path.is_empty()
+                || path.starts_with(b"/memfd:")
+                || path == b"[heap]"
+                || path == b"[stack]")
+        })
+        .count() as u32;
+    (maps, anon_exec)
+}
+
+/// One line of /proc/PID/maps: address range, permissions and path (the rest of the
+/// line; a file name may hold spaces). None for a line that is not a mapping.
+pub struct MapsLine<'a> {
+    pub start: u64,
+    pub end: u64,
+    pub perms: &'a str,
+    pub path: &'a [u8],
+}
+
+/// Parses one /proc/PID/maps line.
+pub fn parse_maps_line(line: &[u8]) -> Option<MapsLine<'_>> {
+    let f: Vec<&[u8]> = line.splitn(6, |&b| b == b' ').collect();
+    let range = f.first()?;
+    let perms = f.get(1).and_then(|p| std::str::from_utf8(p).ok())?;
+    let path: &[u8] = f.get(5).map(|p| p.trim_ascii_start()).unwrap_or(b"");
+    let (start, end) = std::str::from_utf8(range)
+        .ok()
+        .and_then(|r| r.split_once('-'))
+        .and_then(|(a, b)| {
+            Some((
+                u64::from_str_radix(a, 16).ok()?,
+                u64::from_str_radix(b, 16).ok()?,
+            ))
+        })?;
+    Some(MapsLine {
+        start,
+        end,
+        perms,
+        path,
+    })
+}
+
+/// The fields of /proc/PID/stat the collector records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatFields {
+    pub comm: Vec<u8>,
+    pub ppid: i32,
+    /// Clock ticks after boot.
+    pub starttime: u64,
+}
+
+/// Parses /proc/PID/stat: `pid (comm) state ppid ...`, starttime the 22nd field. comm
+/// is whatever the process named itself (any bytes but NUL, up to 15, parentheses and
+/// spaces included), so it ends at the last `)`.
+pub fn parse_stat(raw: &[u8]) -> Option<StatFields> {
+    let open = raw.iter().position(|&b| b == b'(')?;
+    let close = raw.iter().rposition(|&b| b == b')')?;
+    if close < open {
+        return None;
+    }
+    let comm = raw[open + 1..close].to_vec();
+    let rest = std::str::from_utf8(&raw[close + 1..]).ok()?;
+    // Fields after comm: state is field 3, ppid 4, starttime 22.
+    let mut f = rest.split_ascii_whitespace();
+    let _state = f.next()?;
+    let ppid = f.next()?.parse().ok()?;
+    let starttime = f.nth(17)?.parse().ok()?;
+    Some(StatFields {
+        comm,
+        ppid,
+        starttime,
+    })
+}
+
+/// The fields of /proc/PID/status the collector records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusFields {
+    /// Real uid and gid.
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// The pid in the innermost pid namespace (last of NSpid).
+    pub ns_pid: Option<i32>,
+}
+
+/// Parses /proc/PID/status line by line, as bytes: the `Name:` line carries the
+/// process's own name raw (invalid UTF-8 included), which must not cost the other
+/// fields (procfs refused such a file, and the uid was lost).
+pub fn parse_status(raw: &[u8]) -> StatusFields {
+    let mut out = StatusFields::default();
+    for line in raw.split(|&b| b == b'\n') {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (key, value) = (&line[..colon], &line[colon + 1..]);
+        let Ok(value) = std::str::from_utf8(value) else {
+            continue;
+        };
+        let mut fields = value.split_ascii_whitespace();
+        match key {
+            b"Uid" => out.uid = fields.next().and_then(|v| v.parse().ok()),
+            b"Gid" => out.gid = fields.next().and_then(|v| v.parse().ok()),
+            b"NSpid" => out.ns_pid = fields.last().and_then(|v| v.parse().ok()),
+            _ => {}
+        }
+    }
+    out
+}
+
 fn readlink_bytes(path: &str) -> Option<ByteText> {
     std::fs::read_link(path)
         .ok()
@@ -213,9 +352,12 @@ pub fn read_process(
     digests: &mut ExeDigests,
 ) -> (ProcessRecord, Option<KeptExe>) {
     let mut errors = Vec::new();
-    let p = procfs::process::Process::new(pid);
-    let stat = p.as_ref().ok().and_then(|p| p.stat().ok());
-    let status = p.as_ref().ok().and_then(|p| p.status().ok());
+    let stat = read_capped(&format!("/proc/{pid}/stat"), 64 << 10)
+        .ok()
+        .and_then(|(b, _)| parse_stat(&b));
+    let status = read_capped(&format!("/proc/{pid}/status"), 64 << 10)
+        .ok()
+        .map(|(b, _)| parse_status(&b));
     if stat.is_none() {
         errors.push("stat unreadable (process exited?)".into());
     }
@@ -239,33 +381,18 @@ pub fn read_process(
             to_list(e, "environ", &mut errors),
         )
     };
-    let maps = match read_capped(&format!("/proc/{pid}/maps"), MAX_PROC_LIST_BYTES) {
-        Ok((mut b, _)) => {
-            let trunc = b.len() > MAX_PROC_LIST_BYTES;
-            b.truncate(MAX_PROC_LIST_BYTES);
-            lines_list(&b, trunc)
-        }
-        Err(e) => {
-            errors.push(format!("maps: {e}"));
-            CappedList::default()
-        }
-    };
-    let anon_exec_maps = maps
-        .items
-        .iter()
-        .filter(|l| {
-            let f: Vec<&[u8]> =
-                l.0.split(|&b| b == b' ')
-                    .filter(|s| !s.is_empty())
-                    .collect();
-            let exec = f.get(1).is_some_and(|p| p.contains(&b'x'));
-            let path = f.get(5).copied().unwrap_or(b"");
-            exec && (path.is_empty()
-                || path.starts_with(b"/memfd:")
-                || path == b"[heap]"
-                || path == b"[stack]")
-        })
-        .count() as u32;
+    let (maps, anon_exec_maps) =
+        match read_capped(&format!("/proc/{pid}/maps"), MAX_PROC_LIST_BYTES) {
+            Ok((mut b, _)) => {
+                let trunc = b.len() > MAX_PROC_LIST_BYTES;
+                b.truncate(MAX_PROC_LIST_BYTES);
+                parse_maps(&b, trunc)
+            }
+            Err(e) => {
+                errors.push(format!("maps: {e}"));
+                (CappedList::default(), 0)
+            }
+        };
     let mut fds = Vec::new();
     let mut fds_truncated = false;
     if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
@@ -373,10 +500,8 @@ pub fn read_process(
     let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
         .ok()
         .map(|s| s.trim_end().to_string());
-    let uid = status.as_ref().map(|s| s.ruid).unwrap_or(u32::MAX);
-    let ns_pid = status
-        .as_ref()
-        .and_then(|s| s.nspid.as_ref().and_then(|v| v.last().copied()));
+    let uid = status.as_ref().and_then(|s| s.uid).unwrap_or(u32::MAX);
+    let ns_pid = status.as_ref().and_then(|s| s.ns_pid);
     let start_time = match (stat.as_ref(), boot_time) {
         (Some(s), Some(boot)) => {
             let ticks = procfs::ticks_per_second().max(1);
@@ -391,14 +516,10 @@ pub fn read_process(
         ns_pid,
         ppid: stat.as_ref().map(|s| s.ppid).unwrap_or(0),
         uid,
-        gid: status.as_ref().map(|s| s.rgid).unwrap_or(u32::MAX),
+        gid: status.as_ref().and_then(|s| s.gid).unwrap_or(u32::MAX),
         user: users.get(&uid).cloned(),
         start_time,
-        comm: ByteText(
-            stat.as_ref()
-                .map(|s| s.comm.as_bytes().to_vec())
-                .unwrap_or_default(),
-        ),
+        comm: ByteText(stat.as_ref().map(|s| s.comm.clone()).unwrap_or_default()),
         argv,
         env,
         cwd: readlink_bytes(&format!("/proc/{pid}/cwd")),
@@ -552,29 +673,18 @@ pub fn read_memory(
     };
     let mut taken = 0u64;
     for line in &rec.maps.items {
-        let f: Vec<&[u8]> = line.0.splitn(6, |&b| b == b' ').collect();
-        let (Some(range), Some(perms)) = (
-            f.first(),
-            f.get(1).and_then(|p| std::str::from_utf8(p).ok()),
-        ) else {
-            continue;
-        };
-        let path: &[u8] = f.get(5).map(|p| p.trim_ascii_start()).unwrap_or(b"");
-        if !wanted(scope, perms, path) {
-            continue;
-        }
-        let Some((start, end)) = std::str::from_utf8(range)
-            .ok()
-            .and_then(|r| r.split_once('-'))
-            .and_then(|(a, b)| {
-                Some((
-                    u64::from_str_radix(a, 16).ok()?,
-                    u64::from_str_radix(b, 16).ok()?,
-                ))
-            })
+        let Some(MapsLine {
+            start,
+            end,
+            perms,
+            path,
+        }) = parse_maps_line(&line.0)
         else {
             continue;
         };
+        if !wanted(scope, perms, path) {
+            continue;
+        }
         let mut region = MemoryRegion {
             start,
             end,
@@ -656,6 +766,63 @@ mod tests {
         assert!(!wanted(MemoryScope::Exec, "rw-p", b"[heap]"));
         assert!(wanted(MemoryScope::Anon, "rw-p", b"[heap]"));
         assert!(!wanted(MemoryScope::None, "r-xp", b""));
+    }
+
+    #[test]
+    fn a_process_name_with_invalid_utf8_costs_no_field() {
+        // What the kernel printed for a process that ran a file named "\xff)x (":
+        // procfs refused the status file, and uid, gid and NSpid were lost.
+        let status = b"Name:\t\xff)x (\nUmask:\t0022\nState:\tS (sleeping)\nUid:\t1000\t1000\t1000\t1000\nGid:\t33\t33\t33\t33\nNSpid:\t19587\t7\n";
+        assert_eq!(
+            parse_status(status),
+            StatusFields {
+                uid: Some(1000),
+                gid: Some(33),
+                ns_pid: Some(7)
+            }
+        );
+        let mut stat =
+            b"19587 (\xff)x () S 19586 19580 30991 0 -1 4194304 93 0 0 0 0 0 0 0 20 0 1 0 "
+                .to_vec();
+        stat.extend_from_slice(
+            b"1234567 2539520 226 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n",
+        );
+        assert_eq!(
+            parse_stat(&stat),
+            Some(StatFields {
+                comm: b"\xff)x (".to_vec(),
+                ppid: 19586,
+                starttime: 1234567
+            })
+        );
+        for bad in [&b"1 (x)"[..], b")(", b"", b"1 (x) S", b"1 (x) S 0 1 2"] {
+            assert_eq!(parse_stat(bad), None);
+        }
+    }
+
+    #[test]
+    fn maps_lines_and_anonymous_code() {
+        let maps = b"00400000-00452000 r-xp 00000000 08:02 173521      /usr/bin/a b\n7f00-7f10 rwxp 00000000 00:00 0 \n7f20-7f30 r-xs 00000000 00:01 3   /memfd:x (deleted)\nnot a line\n";
+        let (list, anon) = parse_maps(maps, false);
+        assert_eq!((list.items.len(), anon), (4, 2));
+        let l = parse_maps_line(&list.items[0].0).unwrap();
+        assert_eq!(
+            (l.start, l.end, l.perms, l.path),
+            (0x400000, 0x452000, "r-xp", &b"/usr/bin/a b"[..])
+        );
+        assert!(parse_maps_line(b"not a line").is_none());
+    }
+
+    #[test]
+    fn cgroup_paths_stay_under_sys_fs_cgroup() {
+        let dirs = parse_cgroup(b"0::/system.slice/docker-1.scope\n5:pids:/docker/1\n4:memory:/docker/1\n0::/../../etc\nbad\n");
+        assert_eq!(
+            dirs,
+            vec![
+                PathBuf::from("/sys/fs/cgroup/system.slice/docker-1.scope"),
+                PathBuf::from("/sys/fs/cgroup/pids/docker/1")
+            ]
+        );
     }
 
     #[test]

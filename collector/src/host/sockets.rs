@@ -35,6 +35,127 @@ pub fn owners(procs: &[ProcessRecord]) -> BTreeMap<u64, Vec<i32>> {
     out
 }
 
+/// One row of a /proc/net table, as the collector records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetRow {
+    pub state: String,
+    pub local: String,
+    pub remote: String,
+    pub inode: u64,
+}
+
+/// The /proc/PID/net tables read once per network namespace.
+pub const NET_TABLES: [&str; 8] = [
+    "tcp", "tcp6", "udp", "udp6", "unix", "raw", "raw6", "packet",
+];
+
+/// Parses the content of /proc/PID/net/`proto` (one of [`NET_TABLES`]). tcp and udp
+/// tables go through procfs, which refuses a table with a bad line (the kernel writes
+/// them, no container-chosen text appears in them); the unix table carries socket
+/// paths a container chooses, raw bytes and newlines included, so a line that does
+/// not parse is skipped there, never the table.
+pub fn parse_net_table(proto: &str, bytes: &[u8]) -> Result<Vec<NetRow>, String> {
+    use procfs::FromReadSI;
+    let si = procfs::current_system_info();
+    let row = |state: String, l: &SocketAddr, r: &SocketAddr, inode: u64| NetRow {
+        state,
+        local: addr(l),
+        remote: addr(r),
+        inode,
+    };
+    match proto {
+        "tcp" | "tcp6" => procfs::net::TcpNetEntries::from_read(bytes, si)
+            .map(|t| {
+                t.0.iter()
+                    .map(|e| {
+                        let state = format!("{:?}", e.state).to_uppercase();
+                        row(state, &e.local_address, &e.remote_address, e.inode)
+                    })
+                    .collect()
+            })
+            .map_err(|e| e.to_string()),
+        "udp" | "udp6" => procfs::net::UdpNetEntries::from_read(bytes, si)
+            .map(|t| {
+                t.0.iter()
+                    .map(|e| {
+                        let state = format!("{:?}", e.state).to_uppercase();
+                        row(state, &e.local_address, &e.remote_address, e.inode)
+                    })
+                    .collect()
+            })
+            .map_err(|e| e.to_string()),
+        "unix" => Ok(parse_unix_table(bytes)),
+        "raw" | "raw6" => Ok(std::str::from_utf8(bytes)
+            .map(parse_raw_table)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(local, remote, inode)| NetRow {
+                state: "RAW".into(),
+                local,
+                remote,
+                inode,
+            })
+            .collect()),
+        "packet" => Ok(std::str::from_utf8(bytes)
+            .map(parse_packet_table)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(proto_num, iface, inode)| NetRow {
+                state: "RAW".into(),
+                local: format!("ifindex {iface} proto 0x{proto_num:04x}"),
+                remote: String::new(),
+                inode,
+            })
+            .collect()),
+        _ => Err(format!("unknown table {proto}")),
+    }
+}
+
+/// Parses /proc/net/unix. The kernel prints a row as `%pK: %08X %08X %08X %04X %02X
+/// %5lu` and then, for a bound socket, a space and the path byte for byte, so a path
+/// may hold spaces, invalid UTF-8 and newlines (which start what looks like a new
+/// line): the path is the rest of the line, and a line that is not a row is skipped.
+pub fn parse_unix_table(bytes: &[u8]) -> Vec<NetRow> {
+    let mut out = Vec::new();
+    for line in bytes.split(|&b| b == b'\n').skip(1) {
+        let mut rest = line;
+        let mut f: [&[u8]; 7] = [b""; 7];
+        for field in f.iter_mut() {
+            rest = rest.trim_ascii_start();
+            let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+            (*field, rest) = rest.split_at(end);
+        }
+        let hex = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_hexdigit);
+        let Some(slot) = f[0].strip_suffix(b":") else {
+            continue;
+        };
+        if !(hex(slot) && f[1..6].iter().all(|x| hex(x))) {
+            continue;
+        }
+        let state = match std::str::from_utf8(f[5])
+            .ok()
+            .and_then(|s| u8::from_str_radix(s, 16).ok())
+        {
+            Some(1) => "UNCONNECTED",
+            Some(2) => "CONNECTING",
+            Some(3) => "CONNECTED",
+            Some(4) => "DISCONNECTING",
+            _ => continue,
+        };
+        let Some(inode) = std::str::from_utf8(f[6]).ok().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        let path = rest.strip_prefix(b" ").unwrap_or(rest);
+        out.push(NetRow {
+            state: state.into(),
+            local: String::from_utf8_lossy(path).into_owned(),
+            remote: String::new(),
+            inode,
+        });
+    }
+    out
+}
+
 /// Reads the sockets of the namespace `netns` through process `pid`.
 pub fn read_netns(
     netns: u64,
@@ -44,89 +165,41 @@ pub fn read_netns(
     errors: &mut Vec<String>,
 ) -> Vec<SocketRecord> {
     let mut out = Vec::new();
-    let mut push = |proto: &str, state: String, local: String, remote: String, inode: u64| {
-        let pids = owners.get(&inode).cloned().unwrap_or_default();
-        if only_owned && pids.is_empty() {
-            return;
-        }
-        out.push(SocketRecord {
-            netns,
-            proto: proto.to_string(),
-            state,
-            local,
-            remote,
-            inode,
-            pids,
-        });
-    };
-    let p = match procfs::process::Process::new(pid) {
-        Ok(p) => p,
-        Err(e) => {
-            errors.push(format!("sockets of netns {netns} via pid {pid}: {e}"));
-            return out;
-        }
-    };
-    for (proto, r) in [("tcp", p.tcp()), ("tcp6", p.tcp6())] {
-        match r {
-            Ok(v) => v.iter().for_each(|e| {
-                push(
-                    proto,
-                    format!("{:?}", e.state).to_uppercase(),
-                    addr(&e.local_address),
-                    addr(&e.remote_address),
-                    e.inode,
-                )
-            }),
-            Err(e) => errors.push(format!("{proto} of pid {pid}: {e}")),
-        }
-    }
-    for (proto, r) in [("udp", p.udp()), ("udp6", p.udp6())] {
-        match r {
-            Ok(v) => v.iter().for_each(|e| {
-                push(
-                    proto,
-                    format!("{:?}", e.state).to_uppercase(),
-                    addr(&e.local_address),
-                    addr(&e.remote_address),
-                    e.inode,
-                )
-            }),
-            Err(e) => errors.push(format!("{proto} of pid {pid}: {e}")),
-        }
-    }
-    match p.unix() {
-        Ok(v) => v.iter().for_each(|e| {
-            let path = e
-                .path
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default();
-            push(
-                "unix",
-                format!("{:?}", e.state).to_uppercase(),
-                path,
-                String::new(),
-                e.inode,
-            )
-        }),
-        Err(e) => errors.push(format!("unix of pid {pid}: {e}")),
-    }
-    for proto in ["raw", "raw6"] {
-        if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{proto}")) {
-            for (local, remote, inode) in parse_raw_table(&text) {
-                push(proto, "RAW".into(), local, remote, inode);
+    for proto in NET_TABLES {
+        let bytes = match std::fs::read(format!("/proc/{pid}/net/{proto}")) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && proto == "tcp" => {
+                errors.push(format!("sockets of netns {netns} via pid {pid}: {e}"));
+                return out;
             }
-        }
-    }
-    if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/packet")) {
-        for (proto_num, iface, inode) in parse_packet_table(&text) {
-            push(
-                "packet",
-                "RAW".into(),
-                format!("ifindex {iface} proto 0x{proto_num:04x}"),
-                String::new(),
-                inode,
-            );
+            // raw, raw6 and packet are absent from kernels built without them.
+            Err(_) if matches!(proto, "raw" | "raw6" | "packet") => continue,
+            Err(e) => {
+                errors.push(format!("{proto} of pid {pid}: {e}"));
+                continue;
+            }
+        };
+        let rows = match parse_net_table(proto, &bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(format!("{proto} of pid {pid}: {e}"));
+                continue;
+            }
+        };
+        for r in rows {
+            let pids = owners.get(&r.inode).cloned().unwrap_or_default();
+            if only_owned && pids.is_empty() {
+                continue;
+            }
+            out.push(SocketRecord {
+                netns,
+                proto: proto.to_string(),
+                state: r.state,
+                local: r.local,
+                remote: r.remote,
+                inode: r.inode,
+                pids,
+            });
         }
     }
     out
@@ -223,6 +296,44 @@ mod tests {
         assert_eq!(
             hex_addr("00000000000000000000000001000000:0016").unwrap(),
             "[::1]:22"
+        );
+    }
+
+    #[test]
+    fn a_unix_path_with_a_newline_and_invalid_utf8_hides_no_other_socket() {
+        // What the kernel printed for a socket bound to "\0ab\ncd ef\xff" (procfs
+        // refused the whole table: every unix socket of the namespace was lost).
+        let table = b"Num       RefCount Protocol Flags    Type St Inode Path\n\
+000000004eb4d44a: 00000002 00000000 00010000 0001 01 315823 /run/a b.sock\n\
+000000009247125b: 00000002 00000000 00000000 0001 01 342386 @ab\ncd ef\xff\n\
+0000000012345678: 00000003 00000000 00000000 0001 03  4242\n";
+        let rows = parse_net_table("unix", table).unwrap();
+        let got: Vec<(&str, &str, u64)> = rows
+            .iter()
+            .map(|r| (r.state.as_str(), r.local.as_str(), r.inode))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("UNCONNECTED", "/run/a b.sock", 315823),
+                ("UNCONNECTED", "@ab", 342386),
+                ("CONNECTED", "", 4242),
+            ]
+        );
+    }
+
+    #[test]
+    fn tcp_rows_keep_the_procfs_state_names() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 777 1 0000000000000000 100 0 0 10 0\n";
+        let rows = parse_net_table("tcp", table.as_bytes()).unwrap();
+        assert_eq!(
+            rows,
+            vec![NetRow {
+                state: "LISTEN".into(),
+                local: "127.0.0.1:8080".into(),
+                remote: "0.0.0.0:0".into(),
+                inode: 777
+            }]
         );
     }
 }
