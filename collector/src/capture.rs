@@ -128,11 +128,33 @@ pub async fn capture<R: Runtime>(
         None,
     );
 
+    if facts.paused {
+        // Paused before we came: by the workload's operators, or by an earlier
+        // `--freeze` capture that was killed (SIGKILL cannot be handled).
+        let hint = resume_hint(&facts);
+        eprintln!(
+            "warning: container {} was already paused (an `exhibit-collect --freeze` killed with SIGKILL leaves it so); it is captured as it is and left paused",
+            shown(&facts)
+        );
+        eprintln!("hint: if nobody else paused it, resume it with `{hint}`");
+        log.record(
+            "container.paused",
+            "info",
+            Some(format!(
+                "already paused before the capture; left paused ({hint})"
+            )),
+            None,
+        );
+    }
     let mut freeze = None;
     if opts.freeze {
         if facts.running && !facts.paused {
-            rt.pause(&facts.id).await?;
-            interrupt::set_frozen(rt.resumer(&facts.id));
+            interrupt::freeze(
+                rt.pause(&facts.id),
+                rt.resumer(&facts.id),
+                resume_hint(&facts),
+            )
+            .await?;
             freeze = Some(FreezeWindow {
                 paused_at: now_rfc3339(),
                 resumed_at: None,
@@ -158,14 +180,40 @@ pub async fn capture<R: Runtime>(
         started_at,
     )
     .await;
-    if let Some(f) = &mut freeze {
-        if f.resumed_at.is_none() {
-            // An error path: resume before reporting it.
-            let _ = rt.resume(&facts.id).await;
-            interrupt::clear_frozen();
-        }
+    // An error path: resume before reporting it (the success path already did).
+    if let Some((Err(e), hint)) = interrupt::unfreeze().await {
+        warn_still_paused(&facts, &e, &hint);
     }
     result
+}
+
+// The command that resumes the container by hand.
+fn resume_hint(facts: &ContainerFacts) -> String {
+    match facts.runtime {
+        "docker" => format!("docker unpause {}", facts.id),
+        _ => format!(
+            "ctr -n {} task resume {}",
+            facts.namespace.as_deref().unwrap_or("k8s.io"),
+            facts.id
+        ),
+    }
+}
+
+fn shown(facts: &ContainerFacts) -> String {
+    if facts.name.is_empty() || facts.name == facts.id {
+        facts.id.clone()
+    } else {
+        format!("{} ({})", facts.name, facts.id)
+    }
+}
+
+fn warn_still_paused(facts: &ContainerFacts, e: &anyhow::Error, hint: &str) {
+    eprintln!(
+        "warning: container {} could not be resumed after --freeze: {}",
+        shown(facts),
+        format!("{e:#}").replace('\n', " ")
+    );
+    eprintln!("hint: it is still paused; resume it with `{hint}`");
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -298,34 +346,33 @@ async fn capture_frozen<R: Runtime>(
         }
     }
 
-    // The bundle.
+    // The bundle. Both names are created and registered for removal on interrupt.
     let (mut atomic, path): (Option<AtomicFile>, Option<PathBuf>) = match dest {
         Destination::Stdout => (None, None),
         Destination::File(p) => (
-            Some(AtomicFile::create(p).with_context(|| format!("creating {}", p.display()))?),
+            Some(interrupt::create_output(p).with_context(|| format!("creating {}", p.display()))?),
             Some(p.clone()),
         ),
         Destination::Dir(d) => {
             let p = d.join(default_name(facts));
             (
-                Some(AtomicFile::create(&p).with_context(|| format!("creating {}", p.display()))?),
+                Some(
+                    interrupt::create_output(&p)
+                        .with_context(|| format!("creating {}", p.display()))?,
+                ),
                 Some(p),
             )
         }
     };
     // The `.sha256` sidecar is reserved now too: a stale one must stop the capture
     // before anything is written, never end up beside a bundle it does not describe.
-    let mut sidecar = match &path {
-        Some(p) => {
-            let s = sidecar_of(p);
-            Some(AtomicFile::create(&s).with_context(|| format!("creating {}", s.display()))?)
+    let sidecar_path = path.as_deref().map(sidecar_of);
+    let mut sidecar = match &sidecar_path {
+        Some(s) => {
+            Some(interrupt::create_output(s).with_context(|| format!("creating {}", s.display()))?)
         }
         None => None,
     };
-    if let Some(p) = &path {
-        interrupt::add_partial(partial_of(p));
-        interrupt::add_partial(partial_of(&sidecar_of(p)));
-    }
     let sink: Box<dyn Write> = match &mut atomic {
         Some(a) => Box::new(BufWriter::with_capacity(1 << 20, a.file().try_clone()?)),
         None => Box::new(BufWriter::with_capacity(1 << 20, std::io::stdout().lock())),
@@ -585,10 +632,23 @@ async fn capture_frozen<R: Runtime>(
     writer.add_member(members::VOLUMES, &serde_json::to_vec_pretty(&mounts)?)?;
 
     if let Some(f) = freeze.as_mut() {
-        rt.resume(&facts.id).await?;
-        interrupt::clear_frozen();
-        f.resumed_at = Some(now_rfc3339());
-        log.record("unfreeze", "ok", None, None);
+        match interrupt::unfreeze().await {
+            Some((Ok(()), _)) => {
+                f.resumed_at = Some(now_rfc3339());
+                log.record("unfreeze", "ok", None, None);
+            }
+            // The evidence is all read: seal it, say the container is still paused.
+            Some((Err(e), hint)) => {
+                log.record(
+                    "unfreeze",
+                    "error",
+                    Some(format!("the container is still paused ({hint})")),
+                    Some(format!("{e:#}")),
+                );
+                warn_still_paused(facts, &e, &hint);
+            }
+            None => log.record("unfreeze", "skipped", Some("already resumed".into()), None),
+        }
     }
     let ended_at = now_rfc3339();
     log.record(
@@ -646,13 +706,15 @@ async fn capture_frozen<R: Runtime>(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         writeln!(side.file(), "{sha256}  {name}")?;
-        side.commit().context("writing the .sha256 file")?;
-        if let Err(e) = a.commit() {
-            let _ = std::fs::remove_file(sidecar_of(p));
-            return Err(anyhow::Error::from(e).context("sealing the bundle"));
-        }
-        interrupt::remove_partial(&partial_of(p));
-        interrupt::remove_partial(&partial_of(&sidecar_of(p)));
+        let side_path = sidecar_of(p);
+        interrupt::seal(&[p, &side_path], || {
+            side.commit().context("writing the .sha256 file")?;
+            if let Err(e) = a.commit() {
+                let _ = std::fs::remove_file(&side_path);
+                return Err(anyhow::Error::from(e).context("sealing the bundle"));
+            }
+            Ok(())
+        })?;
     }
     Ok(Captured {
         path,
@@ -661,12 +723,6 @@ async fn capture_frozen<R: Runtime>(
         reasons: reasons.clone(),
         manifest,
     })
-}
-
-fn partial_of(p: &Path) -> PathBuf {
-    let mut s = p.as_os_str().to_os_string();
-    s.push(".partial");
-    PathBuf::from(s)
 }
 
 fn sidecar_of(bundle: &Path) -> PathBuf {

@@ -5,7 +5,7 @@ use crate::error::{guess_hints, UserError};
 use crate::runtime::containerd::ContainerdRuntime;
 use crate::runtime::docker::DockerRuntime;
 use crate::runtime::{resolve, ListedContainer, Runtime};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use exhibit_common::limits::{LEVELS, MAX_ENTRY_SIZE};
 use exhibit_common::writer::WriterOptions;
@@ -649,7 +649,7 @@ async fn capture_cmd(args: CaptureArgs) -> Result<u8> {
             MemoryMode::Anon => crate::host::procs::MemoryScope::Anon,
         },
     };
-    tokio::spawn(crate::interrupt::watch());
+    crate::interrupt::install().context("installing the SIGINT and SIGTERM handlers")?;
     let mut worst = 0u8;
     for t in &targets {
         let r: Result<Captured> = match t.runtime {

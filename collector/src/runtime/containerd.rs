@@ -536,8 +536,17 @@ impl Runtime for ContainerdRuntime {
             let ns = ns.clone();
             let id = id.clone();
             Box::pin(async move {
-                let req = with_namespace!(ResumeTaskRequest { container_id: id }, ns.as_str());
-                let _ = TasksClient::new(channel).resume(req).await;
+                let req = with_namespace!(
+                    ResumeTaskRequest {
+                        container_id: id.clone()
+                    },
+                    ns.as_str()
+                );
+                TasksClient::new(channel)
+                    .resume(req)
+                    .await
+                    .with_context(|| format!("resuming {id}"))?;
+                Ok(())
             })
         })
     }

@@ -345,7 +345,10 @@ impl Runtime for DockerRuntime {
             let docker = docker.clone();
             let id = id.clone();
             Box::pin(async move {
-                let _ = docker.unpause_container(&id).await;
+                docker
+                    .unpause_container(&id)
+                    .await
+                    .with_context(|| format!("unpausing {id}"))
             })
         })
     }
