@@ -159,11 +159,16 @@ async fn on_signal() -> ! {
             }
         }
     }
-    match sealed {
-        0 => eprintln!("error: capture interrupted; no bundle was written"),
-        n => eprintln!(
-            "error: capture interrupted; the bundle in progress was not written ({n} sealed before it are kept)"
-        ),
+    let kept = match sealed {
+        0 => String::new(),
+        1 => "; the bundle sealed before it is kept".to_string(),
+        n => format!("; the {n} bundles sealed before it are kept"),
+    };
+    if !partials.is_empty() || sealed == 0 {
+        eprintln!("error: capture interrupted; the bundle in progress was not written{kept}");
+    } else {
+        // No bundle was being written: every one started was sealed.
+        eprintln!("error: interrupted{kept}");
     }
     std::process::exit(130);
 }
