@@ -292,6 +292,7 @@ fn oversized_sparse_files_many_files_and_odd_names_are_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let c = Container::start(Rt::Docker, "shell", &[]);
     c.sh("truncate -s 100G /tmp/sparse && mkdir /tmp/many && cd /tmp/many && seq 1 10000 | xargs touch && touch \"$(printf '/tmp/new\\nline')\"");
+    let (diff_before, pids_before) = (c.docker_diff(), c.pids());
     let (out, bundle) = c.capture(dir.path(), &["--unsigned"]);
     assert_eq!(
         out.status.code(),
@@ -299,6 +300,12 @@ fn oversized_sparse_files_many_files_and_odd_names_are_recorded() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert_eq!(
+        c.docker_diff(),
+        diff_before,
+        "the capture changed the container"
+    );
+    assert_eq!(c.pids(), pids_before, "the capture changed the processes");
     let v = exhibit_common::verify(&bundle.unwrap(), &Default::default()).unwrap();
     let recs = records(&v);
     let sparse = recs
@@ -704,6 +711,8 @@ fn wide_deep_and_device_trees_complete_cleanly() {
         "f".repeat(4096 - deep.len() - 1)
     ));
     c.sh("mknod /tmp/null c 1 3 && mknod /tmp/blk b 7 0");
+    // (docker diff itself fails on the 4,096-byte path: ENAMETOOLONG in dockerd.)
+    let pids_before = c.pids();
     let out_dir = tempfile::tempdir().unwrap();
     let (out, bundle) = c.capture(out_dir.path(), &["--unsigned", "--quiet"]);
     assert_eq!(
@@ -712,6 +721,7 @@ fn wide_deep_and_device_trees_complete_cleanly() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert_eq!(c.pids(), pids_before, "the capture changed the processes");
     let v = exhibit_common::verify(&bundle.unwrap(), &Default::default()).unwrap();
     let recs = records(&v);
     assert_eq!(
