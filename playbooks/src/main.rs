@@ -138,9 +138,6 @@ fn run(cli: Cli) -> Result<u8> {
                 profiles: std::env::var_os("EXHIBIT_PROFILES")
                     .map(PathBuf::from)
                     .unwrap_or_else(|| root.join("fixtures/profiles")),
-                yara_rules: std::env::var_os("EXHIBIT_YARA")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| root.join("fixtures/yara")),
             };
             let work = tempfile::Builder::new()
                 .prefix("exhibit-drill-")

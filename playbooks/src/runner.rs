@@ -27,8 +27,6 @@ pub struct RunSettings {
     pub keep: bool,
     pub fixtures: PathBuf,
     pub profiles: PathBuf,
-    /// Directory of the drills' YARA rules (fixtures/yara/).
-    pub yara_rules: PathBuf,
 }
 
 /// The outcome of one drill.
@@ -367,9 +365,6 @@ fn run_inner(drill: &Drill, s: &RunSettings, work: &Path, card: &mut Scorecard) 
     }
     if let Some(p) = &drill.profile {
         report.arg("--profile").arg(s.profiles.join(p));
-    }
-    if let Some(y) = &drill.yara {
-        report.arg("--yara").arg(s.yara_rules.join(y));
     }
     let rep = output(&mut report)?;
     card.report_seconds = t.elapsed().as_secs_f64();
