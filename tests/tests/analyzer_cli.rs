@@ -4,6 +4,8 @@
 
 #[path = "../../analyzer/tests/support/mod.rs"]
 mod support;
+#[path = "support/mod.rs"]
+mod e2e;
 
 use exhibit_common::dsse::{seal, Statement, Subject, PREDICATE_TYPE, STATEMENT_TYPE};
 use exhibit_common::hashing::sha256_hex;
@@ -15,37 +17,11 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Once;
 use support::{process, record, Spec};
 
-static BUILD: Once = Once::new();
-
-/// The analyzer binary, built once per test run.
+/// The analyzer binary (built once per test process, see e2e::bin).
 fn bin() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    BUILD.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "exhibit-analyzer",
-                "--bin",
-                "exhibit-analyze",
-            ])
-            .current_dir(&root)
-            .status()
-            .unwrap();
-        assert!(st.success(), "building exhibit-analyze failed");
-    });
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or(root.join("target"));
-    target.join("debug/exhibit-analyze")
+    e2e::bin("exhibit-analyze")
 }
 
 fn run(args: &[&str]) -> Output {

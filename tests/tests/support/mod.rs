@@ -15,29 +15,33 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
-static BUILD_COLLECT: Once = Once::new();
-static BUILD_ANALYZE: Once = Once::new();
-static BUILD_DRILL: Once = Once::new();
+static BUILD: Once = Once::new();
 
-/// Path of a workspace binary, built (with its package) once per test process.
+/// Path of a workspace binary. The first call in a test process runs
+/// `cargo build --workspace --bins`, the same command scripts/test runs before the
+/// tests: the same feature set, so it is a no-op there and never rebuilds
+/// dependencies with another feature set while a test waits.
 pub fn bin(name: &str) -> PathBuf {
-    let (once, package) = match name {
-        "exhibit-collect" => (&BUILD_COLLECT, "exhibit-collector"),
-        "exhibit-analyze" => (&BUILD_ANALYZE, "exhibit-analyzer"),
-        _ => (&BUILD_DRILL, "exhibit-playbooks"),
-    };
-    once.call_once(|| {
-        let st = Command::new(env!("CARGO"))
-            .args(["build", "--bins", "-p", package])
-            .current_dir(root())
-            .status()
-            .expect("running cargo build");
-        assert!(st.success(), "cargo build of {package} failed");
-    });
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+    BUILD.call_once(|| build_workspace_bins(&root()));
+    target_dir(&root()).join("debug").join(name)
+}
+
+/// Runs `cargo build --workspace --bins` in `root` and panics if it fails.
+pub fn build_workspace_bins(root: &Path) {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let st = Command::new(cargo)
+        .args(["build", "--workspace", "--bins"])
+        .current_dir(root)
+        .status()
+        .expect("running cargo build");
+    assert!(st.success(), "cargo build --workspace --bins failed");
+}
+
+/// The cargo target directory (CARGO_TARGET_DIR or ROOT/target).
+pub fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
-    target.join("debug").join(name)
+        .unwrap_or_else(|| root.join("target"))
 }
 
 /// Runs a command and returns its output.
