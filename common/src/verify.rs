@@ -87,11 +87,28 @@ impl<R: Read> Read for Capped<R> {
     }
 }
 
-type BundleTar<'f> = TarReader<Capped<zstd::stream::read::Decoder<'static, BufReader<&'f File>>>>;
+/// Hashes every byte read from the bundle file, so that the verifying pass also gives
+/// the sha256 of the file itself (no second read).
+struct FileHasher<R> {
+    inner: R,
+    hasher: Sha256,
+    bytes: u64,
+}
 
-fn open_tar(file: &File, cap: u64) -> io::Result<BundleTar<'_>> {
+impl<R: Read> Read for FileHasher<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+type BundleTar<R> = TarReader<Capped<zstd::stream::read::Decoder<'static, BufReader<R>>>>;
+
+fn open_tar<R: Read>(raw: R, cap: u64) -> io::Result<BundleTar<R>> {
     let mut dec =
-        zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(256 << 10, file))?;
+        zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(256 << 10, raw))?;
     dec.window_log_max(limits::ZSTD_WINDOW_LOG_MAX)?;
     Ok(TarReader::new(Capped {
         inner: dec,
@@ -149,6 +166,7 @@ pub struct VerifiedBundle {
     digests: BTreeMap<String, String>,
     changes: tempfile::NamedTempFile,
     envelope: Vec<u8>,
+    file_sha256: String,
     content_entries: u64,
     compressed_size: u64,
     decompressed_size: u64,
@@ -169,7 +187,12 @@ pub fn verify(path: &Path, opts: &VerifyOptions) -> Result<VerifiedBundle, Verif
         )));
     }
     let cap = opts.max_decompressed.unwrap_or(MAX_DECOMPRESSED);
-    let mut tar = open_tar(&file, cap).map_err(io_err)?;
+    let raw = FileHasher {
+        inner: &file,
+        hasher: Sha256::new(),
+        bytes: 0,
+    };
+    let mut tar = open_tar(raw, cap).map_err(io_err)?;
 
     let mut observed: Vec<(String, String)> = Vec::new();
     let mut members: BTreeMap<String, Vec<u8>> = BTreeMap::new();
@@ -291,6 +314,21 @@ pub fn verify(path: &Path, opts: &VerifyOptions) -> Result<VerifiedBundle, Verif
         }
     }
     let decompressed_size = cap - tar.get_mut().left;
+    // The rest of the file (what zstd had not asked for yet) goes through the same
+    // hasher: the digest covers exactly the bytes of the file this pass read.
+    let raw = tar.get_mut().inner.get_mut().get_mut();
+    io::copy(raw, &mut io::sink()).map_err(io_err)?;
+    if raw.bytes != meta.len() {
+        return Err(invalid(
+            None,
+            format!(
+                "the file changed while it was verified ({} bytes read, {} expected)",
+                raw.bytes,
+                meta.len()
+            ),
+        ));
+    }
+    let file_sha256 = hex::encode(std::mem::take(&mut raw.hasher).finalize());
     drop(tar);
     let envelope =
         envelope.ok_or_else(|| invalid(Some(ENVELOPE), "missing: the bundle has no envelope"))?;
@@ -481,6 +519,7 @@ pub fn verify(path: &Path, opts: &VerifyOptions) -> Result<VerifiedBundle, Verif
         changes,
         envelope,
         content_entries: n,
+        file_sha256,
         compressed_size,
         decompressed_size,
     })
@@ -604,7 +643,7 @@ impl VerifiedBundle {
         Err(invalid(Some(name), "not found in the second pass"))
     }
 
-    fn reopen(&self) -> Result<BundleTar<'_>, VerifyError> {
+    fn reopen(&self) -> Result<BundleTar<&File>, VerifyError> {
         let mut f = &self.file;
         f.rewind().map_err(|source| VerifyError::Io {
             path: self.path.clone(),
@@ -621,16 +660,10 @@ impl VerifiedBundle {
         &self.envelope
     }
 
-    /// sha256 (hex) of the bundle file itself, read again from the open file.
+    /// sha256 (hex) of the bundle file itself, computed in the verifying pass over the
+    /// same bytes that were verified.
     pub fn file_sha256(&self) -> Result<String, VerifyError> {
-        let io_err = |source| VerifyError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        let mut f = &self.file;
-        f.rewind().map_err(io_err)?;
-        let (digest, _) = crate::hashing::sha256_reader(f).map_err(io_err)?;
-        Ok(digest)
+        Ok(self.file_sha256.clone())
     }
 
     /// Streams every exhibit/ member but the envelope, in tar order, through `f` in one

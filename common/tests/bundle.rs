@@ -204,6 +204,11 @@ fn written_bundle_verifies_and_reads_back() {
     let b = sample(Some(&k));
     let v = verify_bytes(&b, &[k.verifying_key()]).unwrap();
     assert!(matches!(v.signer(), SignerStatus::Verified { .. }));
+    // The file's own sha256 comes from the verifying pass and is that of every byte.
+    assert_eq!(
+        v.file_sha256().unwrap(),
+        exhibit_common::hashing::sha256_hex(&b)
+    );
     assert_eq!(v.content_entries(), 5);
     assert_eq!(v.manifest().counts.trees["rootfs"].entries, 5);
     assert_eq!(v.manifest().counts.trees["rootfs"].bytes, 3005);
@@ -575,4 +580,33 @@ fn a_broken_acquisition_chain_fails() {
     let b = w.finish(manifest(), Some(&k)).unwrap().0;
     let msg = expect_invalid(verify_bytes(&b, &[k.verifying_key()]), "chain");
     assert!(msg.contains("acquisition"), "{msg}");
+}
+
+#[test]
+fn bytes_after_the_last_frame_fail_or_are_in_the_file_digest() {
+    // zstd never asks for what follows the archive unless it is another frame. Garbage
+    // there fails; a skippable frame (which zstd passes over) is tolerated, but the
+    // file digest still covers it, so it equals sha256sum over the whole file.
+    let k = keys::generate().unwrap();
+    let clean_bytes = sample(Some(&k));
+    let clean = verify_bytes(&clean_bytes, &[k.verifying_key()]).unwrap();
+
+    let mut garbage = clean_bytes.clone();
+    garbage.extend_from_slice(&[0u8; 4096]);
+    let why = expect_invalid(
+        verify_bytes(&garbage, &[k.verifying_key()]),
+        "trailing zeros",
+    );
+    assert!(why.contains("frame"), "{why}");
+
+    let mut skippable = clean_bytes.clone();
+    skippable.extend_from_slice(&0x184D_2A50u32.to_le_bytes());
+    skippable.extend_from_slice(&8u32.to_le_bytes());
+    skippable.extend_from_slice(b"smuggled");
+    let v = verify_bytes(&skippable, &[k.verifying_key()]).unwrap();
+    assert_eq!(
+        v.file_sha256().unwrap(),
+        exhibit_common::hashing::sha256_hex(&skippable)
+    );
+    assert_ne!(v.file_sha256().unwrap(), clean.file_sha256().unwrap());
 }
