@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 pub struct Drill {
     pub name: String,
     pub description: String,
-    /// MITRE ATT&CK technique ids (Containers matrix), e.g. T1505.003.
+    /// MITRE ATT&CK technique ids, e.g. T1505.003: from the Containers matrix where it
+    /// has one, else the Enterprise matrix (Linux); docs/playbooks.md says which.
     pub attack: Vec<String>,
     /// Fixture image name: `web` or `shell` (exhibit-fixture/NAME:1).
     pub image: String,
@@ -117,17 +118,96 @@ pub fn load_all(dir: &Path) -> Result<Vec<Drill>> {
 mod tests {
     use super::*;
 
+    use std::collections::{BTreeMap, BTreeSet};
+
     #[test]
     fn shipped_drills_parse_and_name_attack_ids() {
+        let id = regex::Regex::new(r"^T\d{4}(\.\d{3})?$").unwrap();
         let all = load_all(&drills_dir(None)).unwrap();
         assert!(all.len() >= 10, "only {} drills", all.len());
         for d in &all {
-            assert!(
-                !d.attack.is_empty() && d.attack.iter().all(|a| a.starts_with('T')),
-                "{}",
-                d.name
-            );
+            assert!(!d.attack.is_empty(), "{}: no ATT&CK id", d.name);
+            for a in &d.attack {
+                assert!(
+                    id.is_match(a),
+                    "{}: {a:?} is not an ATT&CK technique id",
+                    d.name
+                );
+            }
             assert!(!d.expect.is_empty(), "{}", d.name);
+        }
+    }
+
+    /// The rows of the "Shipped drills" table of docs/playbooks.md: drill name and
+    /// the ATT&CK ids of its two id columns (Containers matrix, Enterprise Linux).
+    fn documented_drills() -> BTreeMap<String, BTreeSet<String>> {
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/playbooks.md"))
+                .unwrap();
+        let section = doc
+            .split("\n## Shipped drills")
+            .nth(1)
+            .expect("docs/playbooks.md has a Shipped drills section");
+        let section = section.split("\n## ").next().unwrap();
+        let mut rows = section
+            .lines()
+            .skip_while(|l| !l.starts_with("| drill |"))
+            .take_while(|l| l.starts_with('|'));
+        let header = rows.next().expect("the shipped drills table");
+        assert!(header.contains("Containers"), "{header}");
+        let mut out = BTreeMap::new();
+        for row in rows.skip(1) {
+            let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+            assert!(cells.len() >= 3, "short row: {row}");
+            let ids = cells[1..3]
+                .iter()
+                .flat_map(|c| c.split(','))
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect();
+            assert!(
+                out.insert(cells[0].to_string(), ids).is_none(),
+                "{} twice",
+                cells[0]
+            );
+        }
+        out
+    }
+
+    #[test]
+    fn documented_drills_are_the_shipped_drills_with_the_same_attack_ids() {
+        let id = regex::Regex::new(r"^T\d{4}(\.\d{3})?$").unwrap();
+        let shipped: BTreeMap<String, BTreeSet<String>> = load_all(&drills_dir(None))
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.name, d.attack.into_iter().collect()))
+            .collect();
+        let documented = documented_drills();
+        let undocumented: Vec<&String> = shipped
+            .keys()
+            .filter(|n| !documented.contains_key(*n))
+            .collect();
+        let unshipped: Vec<&String> = documented
+            .keys()
+            .filter(|n| !shipped.contains_key(*n))
+            .collect();
+        assert!(
+            undocumented.is_empty(),
+            "drills missing from docs/playbooks.md: {undocumented:?}"
+        );
+        assert!(
+            unshipped.is_empty(),
+            "docs/playbooks.md lists drills that do not exist: {unshipped:?}"
+        );
+        for (name, ids) in &documented {
+            for a in ids {
+                assert!(id.is_match(a), "docs/playbooks.md, {name}: {a:?}");
+            }
+            assert_eq!(
+                ids, &shipped[name],
+                "{name}: ATT&CK ids of docs/playbooks.md and playbooks/drills/{name}.yaml differ"
+            );
         }
     }
 
