@@ -1,7 +1,6 @@
 //! Signing keys: PKCS#8 v1 PEM private keys (RFC 8410, no public key inside, which
 //! OpenSSL 3.0 reads) and SPKI PEM public keys. keyid = hex sha256 of the SPKI DER.
 
-use crate::output::create_exclusive;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{
     DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, KeypairBytes,
@@ -95,12 +94,15 @@ fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+// Written like every other output: PATH.partial (O_EXCL|O_NOFOLLOW), fsync, then a
+// rename that never replaces; a write that fails leaves nothing at PATH.
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyError> {
+    use std::os::unix::fs::PermissionsExt;
     let io = |source| KeyError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let mut f = create_exclusive(path, mode).map_err(|e| {
+    let exists = |e: std::io::Error| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
             KeyError::Exists {
                 path: path.to_path_buf(),
@@ -108,10 +110,13 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyError> {
         } else {
             io(e)
         }
-    })?;
+    };
+    let mut out = crate::output::AtomicFile::create(path).map_err(exists)?;
+    let f = out.file();
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(io)?;
     f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    Ok(())
+    out.commit().map_err(exists)
 }
 
 fn read_small(path: &Path) -> Result<(String, std::fs::Metadata), KeyError> {

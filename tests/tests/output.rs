@@ -119,3 +119,36 @@ fn a_sidecar_appearing_during_the_capture_leaves_no_bundle() {
     assert_eq!(contents(dir.path()), ["x.exhibit.tar.zst.sha256"]);
     assert_eq!(std::fs::read_to_string(&side).unwrap(), "someone else's\n");
 }
+
+#[test]
+fn keygen_on_a_full_disk_leaves_no_key_file() {
+    // A tmpfs filled to the last block: creating the file works, writing the key fails.
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount tmpfs");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).output();
+        }
+    }
+    let _guard = Unmount(small.clone());
+    {
+        use std::io::Write;
+        let mut filler = std::fs::File::create(small.join("filler")).unwrap();
+        let block = vec![0u8; 4096];
+        while filler.write_all(&block).is_ok() {}
+    }
+    let out = run(collect().arg("keygen").arg("--out").arg(small.join("ir")));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.lines().any(|l| l.starts_with("error: ")), "{err}");
+    assert!(err.lines().any(|l| l.starts_with("hint: ")), "{err}");
+    assert_eq!(contents(&small), vec!["filler".to_string()], "{err}");
+}
