@@ -424,7 +424,21 @@ async fn capture_frozen<R: Runtime>(
         let mut walker = walk::Walker::new(&mut writer, wopts, &tick);
         match facts.upper_dir.as_ref().filter(|_| !opts.force_api) {
             Some(upper) => {
-                fs_method = "overlay-upperdir";
+                fs_method = if facts.upper_method.is_empty() {
+                    "overlay-upperdir"
+                } else {
+                    facts.upper_method
+                };
+                log.record(
+                    "files.upperdir",
+                    "info",
+                    Some(format!(
+                        "{} from {}",
+                        upper.display(),
+                        facts.upper_origin.as_deref().unwrap_or("the runtime")
+                    )),
+                    None,
+                );
                 let root = rustix::fs::open(
                     upper,
                     OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -445,24 +459,36 @@ async fn capture_frozen<R: Runtime>(
                 let literal = tokio::task::block_in_place(|| walker.walk(&root, &spec, &lowers))?;
                 tokio::task::block_in_place(|| walker.literal(&root, &spec, &literal, &lowers))?;
             }
-            None => match rt.api_changes(&facts.id, opts.max_file_size).await {
-                Ok(Some((entries, spool))) => {
-                    fs_method = "engine-api";
-                    log.record("files.method", "info", Some("no readable overlay upper dir: container changes and archive download through the Engine API".into()), None);
-                    let lost = write_api_entries(&mut walker, entries, spool)?;
-                    walker.stats.errors.extend(lost);
+            None => {
+                // Why there is no upper dir (a failed snapshot lookup, a remote daemon),
+                // or --fs-method api.
+                let why = match (&facts.upper_error, opts.force_api) {
+                    (_, true) if facts.upper_dir.is_some() => "--fs-method api".to_string(),
+                    (Some(e), _) => e.clone(),
+                    (None, _) => "the runtime reported no upper dir".to_string(),
+                };
+                if facts.upper_error.is_some() {
+                    log.record("files.upperdir", "error", None, Some(why.clone()));
                 }
-                Ok(None) => {
-                    fs_method = "none";
-                    reasons.push("no overlay upper dir on this host and no runtime API for the diff: the filesystem was not captured".into());
+                match rt.api_changes(&facts.id, opts.max_file_size).await {
+                    Ok(Some((entries, spool))) => {
+                        fs_method = "engine-api";
+                        log.record("files.method", "info", Some(format!("no readable overlay upper dir ({why}): container changes and archive download through the Engine API")), None);
+                        let lost = write_api_entries(&mut walker, entries, spool)?;
+                        walker.stats.errors.extend(lost);
+                    }
+                    Ok(None) => {
+                        fs_method = "none";
+                        reasons.push(format!("no overlay upper dir on this host ({why}) and no runtime API for the diff: the filesystem was not captured"));
+                    }
+                    Err(e) => {
+                        fs_method = "engine-api";
+                        reasons.push(format!(
+                            "no overlay upper dir ({why}) and the filesystem diff through the Engine API failed: {e:#}"
+                        ));
+                    }
                 }
-                Err(e) => {
-                    fs_method = "engine-api";
-                    reasons.push(format!(
-                        "filesystem diff through the Engine API failed: {e:#}"
-                    ));
-                }
-            },
+            }
         }
         // Runtime files (hosts, hostname, resolv.conf) and private tmpfs mounts.
         let mut mount_errors = Vec::new();

@@ -152,7 +152,8 @@ pub struct CaptureArgs {
     #[arg(short, long)]
     pub quiet: bool,
     /// How to read the filesystem diff: auto (the overlay upper dir when readable, else
-    /// the Engine API) or api (force the Engine API, e.g. to cross-check).
+    /// the Engine API), api (force the Engine API, e.g. to cross-check) or snapshot
+    /// (Docker: force the containerd snapshot lookup).
     #[arg(long, value_enum, default_value = "auto", hide = true)]
     pub fs_method: FsMethod,
 }
@@ -162,6 +163,9 @@ pub struct CaptureArgs {
 pub enum FsMethod {
     Auto,
     Api,
+    /// Docker: the container's containerd snapshot (containerd image store) even where
+    /// the daemon reports an overlay2 upper dir (tests).
+    Snapshot,
 }
 
 /// What `--memory` asks for.
@@ -296,7 +300,9 @@ pub async fn connect(conn: &Connection) -> Result<Runtimes> {
     if conn.runtime != RuntimeChoice::Containerd {
         let local_socket = std::path::Path::new("/var/run/docker.sock").exists();
         if conn.runtime == RuntimeChoice::Docker || conn.docker_host.is_some() || local_socket {
-            match DockerRuntime::connect(conn.docker_host.as_deref()).await {
+            match DockerRuntime::connect(conn.docker_host.as_deref(), &conn.containerd_address)
+                .await
+            {
                 Ok(d) => rts.docker = Some(d),
                 Err(e) => errors.push(format!("docker: {e:#}")),
             }
@@ -572,7 +578,12 @@ async fn capture_cmd(args: CaptureArgs) -> Result<u8> {
         .hint("run exhibit-collect as root (sudo)")
         .into());
     }
-    let rts = connect(&args.conn).await?;
+    let mut rts = connect(&args.conn).await?;
+    if args.fs_method == FsMethod::Snapshot {
+        if let Some(d) = rts.docker.as_mut() {
+            d.force_snapshot = true;
+        }
+    }
     let targets = select_targets(&args, &rts).await?;
     let dest = match &args.output {
         Some(p) if p.as_os_str() == "-" => Destination::Stdout,

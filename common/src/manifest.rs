@@ -20,7 +20,9 @@ pub struct Manifest {
     pub ended_at: String,
     pub freeze: Option<FreezeWindow>,
     pub completeness: Completeness,
-    /// How the filesystem diff was read: `overlay-upperdir` or `engine-api`.
+    /// How the filesystem diff was read: `overlay-upperdir` (Docker's GraphDriver),
+    /// `containerd-snapshot` (the upper dir of the container's containerd snapshot),
+    /// `engine-api` or `none`.
     pub fs_method: String,
     pub counts: Counts,
     /// The command line of the capture.

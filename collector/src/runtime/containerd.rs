@@ -40,19 +40,7 @@ const PAUSED: i32 = 4;
 impl ContainerdRuntime {
     /// Connects to the socket at `address` and checks that containerd answers.
     pub async fn connect(address: &Path, namespace: &str) -> Result<Self> {
-        if !address.exists() {
-            return Err(anyhow!(
-                "containerd socket {} does not exist",
-                address.display()
-            ));
-        }
-        let channel = tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            containerd_client::connect(address),
-        )
-        .await
-        .map_err(|_| anyhow!("containerd did not answer within 10 s"))?
-        .context("connecting to containerd")?;
+        let channel = connect_channel(address).await?;
         let version = VersionClient::new(channel.clone())
             .version(())
             .await
@@ -66,7 +54,8 @@ impl ContainerdRuntime {
         })
     }
 
-    /// Namespaces other than ours holding a container with this id (or id prefix).
+    /// Namespaces other than ours holding a container that `query` names (any form
+    /// `resolve` takes: id, id prefix, containerd://ID, NAMESPACE/POD/CONTAINER, name).
     pub async fn find_in_other_namespaces(&self, query: &str) -> Result<Vec<String>> {
         let nss = NamespacesClient::new(self.channel.clone())
             .list(ListNamespacesRequest {
@@ -84,14 +73,13 @@ impl ContainerdRuntime {
             let Ok(list) = ContainersClient::new(self.channel.clone()).list(req).await else {
                 continue;
             };
-            if list.into_inner().containers.iter().any(|c| {
-                c.id == query
-                    || (query.len() >= 4 && c.id.starts_with(query))
-                    || c.labels
-                        .get("io.kubernetes.container.name")
-                        .map(String::as_str)
-                        == Some(query)
-            }) {
+            let listed: Vec<ListedContainer> = list
+                .into_inner()
+                .containers
+                .iter()
+                .map(|c| listed(c, &ns.name, None))
+                .collect();
+            if !super::resolve(&listed, query).is_empty() {
                 out.push(ns.name);
             }
         }
@@ -197,7 +185,7 @@ impl ContainerdRuntime {
         json!({
             "reference": name,
             "image_id": config_digest,
-            "repo_digests": [format!("{}@{}", name.split(':').next().unwrap_or(name), target.digest)],
+            "repo_digests": [format!("{}@{}", repository(name), target.digest)],
             "manifest_digest": manifest_digest,
             "diff_ids": config["rootfs"]["diff_ids"],
             "config": config["config"],
@@ -207,6 +195,151 @@ impl ContainerdRuntime {
 
 fn labels_of(l: &std::collections::HashMap<String, String>) -> BTreeMap<String, String> {
     l.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+// One line of `list` for a containerd container; `task` is (pid, status) when it has one.
+fn listed(
+    c: &containerd_client::services::v1::Container,
+    namespace: &str,
+    task: Option<(u32, i32)>,
+) -> ListedContainer {
+    let labels = labels_of(&c.labels);
+    let status = match task {
+        Some((_, RUNNING)) => "running",
+        Some((_, PAUSED)) => "paused",
+        Some(_) => "stopped",
+        None => "created",
+    };
+    let container_name = labels.get("io.kubernetes.container.name").cloned();
+    ListedContainer {
+        runtime: "containerd",
+        namespace: Some(namespace.to_string()),
+        id: c.id.clone(),
+        name: container_name.clone().unwrap_or_else(|| c.id.clone()),
+        image: c.image.clone(),
+        status: status.into(),
+        pid: task.map(|t| t.0 as i32).filter(|p| *p > 0),
+        pod: labels.get("io.kubernetes.pod.name").cloned(),
+        pod_namespace: labels.get("io.kubernetes.pod.namespace").cloned(),
+        container_name,
+        labels,
+    }
+}
+
+/// The repository of an image reference: without its `:tag` (the last `:` after the
+/// last `/`, so a registry port stays) or `@digest`.
+pub fn repository(reference: &str) -> &str {
+    if let Some((repo, _)) = reference.split_once('@') {
+        return repo;
+    }
+    let name_at = reference.rfind('/').map(|i| i + 1).unwrap_or(0);
+    match reference[name_at..].rfind(':') {
+        Some(colon) => &reference[..name_at + colon],
+        None => reference,
+    }
+}
+
+/// Connects a gRPC channel to the containerd socket at `address`. Shared by the
+/// containerd runtime and by Docker on the containerd image store.
+pub async fn connect_channel(address: &Path) -> Result<Channel> {
+    if !address.exists() {
+        return Err(anyhow!(
+            "containerd socket {} does not exist",
+            address.display()
+        ));
+    }
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        containerd_client::connect(address),
+    )
+    .await
+    .map_err(|_| anyhow!("containerd did not answer within 10 s"))?
+    .context("connecting to containerd")
+}
+
+/// The host directories of a container's active snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotDirs {
+    /// The writable layer: overlay `upperdir=`, or the source of a read-write bind
+    /// mount (a snapshot without parents).
+    pub upper: PathBuf,
+    /// Overlay `lowerdir=`, topmost first.
+    pub lowers: Vec<PathBuf>,
+}
+
+/// The upper and lower dirs of the snapshot `key` of `snapshotter` in `namespace`, from
+/// the snapshots service's Mounts: a read-only call (the collector never calls Prepare,
+/// View, Commit or Remove). Used for containerd's own containers and for Docker's on the
+/// containerd image store (namespace `moby`, key = the container id).
+pub async fn snapshot_dirs(
+    channel: &Channel,
+    namespace: &str,
+    snapshotter: &str,
+    key: &str,
+) -> Result<SnapshotDirs> {
+    let req = with_namespace!(
+        MountsRequest {
+            snapshotter: snapshotter.to_string(),
+            key: key.to_string()
+        },
+        namespace
+    );
+    let what =
+        format!("snapshot {key} of snapshotter {snapshotter} in containerd namespace {namespace}");
+    let mounts = SnapshotsClient::new(channel.clone())
+        .mounts(req)
+        .await
+        .map_err(|e| anyhow!("{what}: Mounts failed: {:?}: {}", e.code(), e.message()))?
+        .into_inner()
+        .mounts;
+    dirs_from_mounts(&mounts).with_context(|| what.clone())
+}
+
+/// The upper and lower dirs in a snapshot's mounts.
+pub fn dirs_from_mounts(mounts: &[containerd_client::types::Mount]) -> Result<SnapshotDirs> {
+    let mut types = Vec::new();
+    for m in mounts {
+        let opt = |k: &str| {
+            m.options
+                .iter()
+                .rev()
+                .find_map(|o| o.strip_prefix(k).map(str::to_string))
+        };
+        if m.r#type == "overlay" || m.r#type.ends_with("fuse-overlayfs") {
+            let Some(upper) = opt("upperdir=") else {
+                return Err(anyhow!(
+                    "its overlay mount has no upperdir (a read-only view, not a container's snapshot)"
+                ));
+            };
+            let lowers = opt("lowerdir=")
+                .map(|l| {
+                    l.split(':')
+                        .filter(|s| !s.is_empty())
+                        .map(PathBuf::from)
+                        .collect()
+                })
+                .unwrap_or_default();
+            return Ok(SnapshotDirs {
+                upper: PathBuf::from(upper),
+                lowers,
+            });
+        }
+        if m.r#type == "bind" && !m.options.iter().any(|o| o == "ro") && !m.source.is_empty() {
+            return Ok(SnapshotDirs {
+                upper: PathBuf::from(&m.source),
+                lowers: Vec::new(),
+            });
+        }
+        types.push(m.r#type.clone());
+    }
+    Err(anyhow!(
+        "no overlay upperdir in its mounts (mount types: {})",
+        if types.is_empty() {
+            "none".to_string()
+        } else {
+            types.join(", ")
+        }
+    ))
 }
 
 impl Runtime for ContainerdRuntime {
@@ -227,28 +360,8 @@ impl Runtime for ContainerdRuntime {
             .containers;
         let mut out = Vec::new();
         for c in list {
-            let labels = labels_of(&c.labels);
             let task = self.task(&c.id).await;
-            let status = match task {
-                Some((_, RUNNING)) => "running",
-                Some((_, PAUSED)) => "paused",
-                Some(_) => "stopped",
-                None => "created",
-            };
-            let container_name = labels.get("io.kubernetes.container.name").cloned();
-            out.push(ListedContainer {
-                runtime: "containerd",
-                namespace: Some(self.namespace.clone()),
-                id: c.id.clone(),
-                name: container_name.clone().unwrap_or_else(|| c.id.clone()),
-                image: c.image.clone(),
-                status: status.into(),
-                pid: task.map(|t| t.0 as i32).filter(|p| *p > 0),
-                pod: labels.get("io.kubernetes.pod.name").cloned(),
-                pod_namespace: labels.get("io.kubernetes.pod.namespace").cloned(),
-                container_name,
-                labels,
-            });
+            out.push(listed(&c, &self.namespace, task));
         }
         Ok(out)
     }
@@ -270,29 +383,27 @@ impl Runtime for ContainerdRuntime {
         let labels = labels_of(&c.labels);
         let task = self.task(id).await;
         let (mut upper_dir, mut lower_dirs) = (None, Vec::new());
-        if !c.snapshot_key.is_empty() {
-            let req = with_namespace!(
-                MountsRequest {
-                    snapshotter: c.snapshotter.clone(),
-                    key: c.snapshot_key.clone()
-                },
-                self.namespace.as_str()
-            );
-            if let Ok(r) = SnapshotsClient::new(self.channel.clone()).mounts(req).await {
-                for m in r.into_inner().mounts {
-                    for o in &m.options {
-                        if let Some(u) = o.strip_prefix("upperdir=") {
-                            upper_dir = Some(PathBuf::from(u));
-                        }
-                        if let Some(l) = o.strip_prefix("lowerdir=") {
-                            lower_dirs = l
-                                .split(':')
-                                .filter(|s| !s.is_empty())
-                                .map(PathBuf::from)
-                                .collect();
-                        }
-                    }
+        let (mut upper_origin, mut upper_error) = (None, None);
+        if c.snapshot_key.is_empty() {
+            upper_error = Some("the container has no snapshot key".to_string());
+        } else {
+            match snapshot_dirs(
+                &self.channel,
+                &self.namespace,
+                &c.snapshotter,
+                &c.snapshot_key,
+            )
+            .await
+            {
+                Ok(d) => {
+                    upper_origin = Some(format!(
+                        "containerd snapshot {} of snapshotter {} in namespace {}",
+                        c.snapshot_key, c.snapshotter, self.namespace
+                    ));
+                    upper_dir = Some(d.upper);
+                    lower_dirs = d.lowers;
                 }
+                Err(e) => upper_error = Some(format!("{e:#}")),
             }
         }
         let mut mounts = Vec::new();
@@ -428,6 +539,10 @@ impl Runtime for ContainerdRuntime {
             paused: matches!(task, Some((_, PAUSED))),
             upper_dir,
             lower_dirs,
+            upper_method: "containerd-snapshot",
+            pod_uid: labels.get("io.kubernetes.pod.uid").cloned(),
+            upper_origin,
+            upper_error,
             inspect_json,
             summary,
             image,
@@ -549,5 +664,66 @@ impl Runtime for ContainerdRuntime {
                 Ok(())
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use containerd_client::types::Mount;
+
+    #[test]
+    fn repository_keeps_registry_ports_and_drops_tags_and_digests() {
+        for (r, want) in [
+            (
+                "docker.io/library/busybox:1.36",
+                "docker.io/library/busybox",
+            ),
+            ("registry:5000/team/app:v1", "registry:5000/team/app"),
+            ("registry:5000/app", "registry:5000/app"),
+            ("localhost:5000/app@sha256:abcd", "localhost:5000/app"),
+            ("app:v1@sha256:abcd", "app:v1"),
+            ("busybox", "busybox"),
+        ] {
+            assert_eq!(repository(r), want, "{r}");
+        }
+    }
+
+    fn mount(ty: &str, source: &str, options: &[&str]) -> Mount {
+        Mount {
+            r#type: ty.into(),
+            source: source.into(),
+            target: String::new(),
+            options: options.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn snapshot_mounts_give_upper_and_lowers_or_say_why_not() {
+        let d = dirs_from_mounts(&[mount(
+            "overlay",
+            "overlay",
+            &[
+                "index=off",
+                "workdir=/s/3/work",
+                "upperdir=/s/3/fs",
+                "lowerdir=/s/2/fs:/s/1/fs",
+            ],
+        )])
+        .unwrap();
+        assert_eq!(d.upper, PathBuf::from("/s/3/fs"));
+        assert_eq!(
+            d.lowers,
+            vec![PathBuf::from("/s/2/fs"), PathBuf::from("/s/1/fs")]
+        );
+        // A snapshot without parents is a read-write bind mount: all of it is the upper.
+        let d = dirs_from_mounts(&[mount("bind", "/s/1/fs", &["rbind", "rw"])]).unwrap();
+        assert_eq!(d.upper, PathBuf::from("/s/1/fs"));
+        assert!(d.lowers.is_empty());
+        // A view has no upper dir; neither has a read-only bind or nothing at all.
+        let e = dirs_from_mounts(&[mount("overlay", "overlay", &["lowerdir=/a:/b"])]);
+        assert!(format!("{:#}", e.unwrap_err()).contains("no upperdir"));
+        assert!(dirs_from_mounts(&[mount("bind", "/s/1/fs", &["ro", "rbind"])]).is_err());
+        assert!(format!("{:#}", dirs_from_mounts(&[]).unwrap_err()).contains("none"));
     }
 }

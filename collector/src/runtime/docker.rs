@@ -9,18 +9,112 @@ use exhibit_common::text::ByteText;
 use futures_util::StreamExt;
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A connected Docker daemon.
 pub struct DockerRuntime {
     docker: Docker,
     version: String,
+    /// The daemon runs on this host (a unix socket), so its storage is readable here.
+    local: bool,
+    /// containerd socket to try first for containers on the containerd image store
+    /// (--containerd-address); the address the daemon reports is tried next.
+    containerd_address: PathBuf,
+    /// Look the container's snapshot up in containerd even when Docker reports an
+    /// overlay2 upper dir (hidden `--fs-method snapshot`, for tests).
+    pub force_snapshot: bool,
+}
+
+/// Where the filesystem diff of a Docker container comes from, decided on its inspect
+/// output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageRoute {
+    /// The overlay2 graphdriver's directories (GraphDriver.Data).
+    Overlay {
+        upper: PathBuf,
+        lowers: Vec<PathBuf>,
+    },
+    /// The containerd image store: the container's snapshot (key = the container id)
+    /// of this snapshotter, in the daemon's containerd namespace (`moby`).
+    Snapshot { snapshotter: String },
+    /// Neither is readable from this host: the Engine API diff, and why.
+    Api { why: String },
+}
+
+// Graph drivers of the classic image store that are not containerd snapshotters.
+const GRAPHDRIVERS_ONLY: [&str; 6] = [
+    "overlay2",
+    "overlay",
+    "aufs",
+    "devicemapper",
+    "vfs",
+    "windowsfilter",
+];
+
+/// Decides where a container's diff comes from. Docker 29+ on the containerd image
+/// store reports `Storage.RootFS.Snapshot.Name` and no GraphDriver; Docker 24 to 28 on
+/// it reported the snapshotter as `GraphDriver.Name` (e.g. `overlayfs`) with no data.
+pub fn storage_route(
+    c: &bollard::models::ContainerInspectResponse,
+    local: bool,
+    force_snapshot: bool,
+) -> StorageRoute {
+    let gd = c.graph_driver.as_ref();
+    if !force_snapshot {
+        if let Some(g) = gd.filter(|g| g.name == "overlay2" || g.name == "overlay") {
+            if let Some(upper) = g.data.get("UpperDir").filter(|u| !u.is_empty()) {
+                let lowers = g
+                    .data
+                    .get("LowerDir")
+                    .map(|l| {
+                        l.split(':')
+                            .filter(|s| !s.is_empty())
+                            .map(PathBuf::from)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                return StorageRoute::Overlay {
+                    upper: PathBuf::from(upper),
+                    lowers,
+                };
+            }
+        }
+    }
+    let snapshotter = c
+        .storage
+        .as_ref()
+        .and_then(|s| s.root_fs.as_ref())
+        .and_then(|r| r.snapshot.as_ref())
+        .and_then(|s| s.name.clone())
+        .filter(|n| !n.is_empty())
+        .or_else(|| {
+            gd.filter(|g| {
+                !g.name.is_empty()
+                    && !g.data.contains_key("UpperDir")
+                    && !GRAPHDRIVERS_ONLY.contains(&g.name.as_str())
+            })
+            .map(|g| g.name.clone())
+        })
+        .or_else(|| force_snapshot.then(|| "overlayfs".to_string()));
+    let driver = gd
+        .map(|g| g.name.clone())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "none".into());
+    match snapshotter {
+        Some(_) if !local => StorageRoute::Api {
+            why: "the Docker daemon is not local (not a unix socket): its containerd snapshot is not on this host".into(),
+        },
+        Some(snapshotter) => StorageRoute::Snapshot { snapshotter },
+        None => StorageRoute::Api {
+            why: format!("storage driver {driver} gives no upper dir readable from this host"),
+        },
+    }
 }
 
 impl DockerRuntime {
     /// Connects to `host` (unix://, tcp://, http://) or the local default socket, and
     /// negotiates the API version.
-    pub async fn connect(host: Option<&str>) -> Result<Self> {
+    pub async fn connect(host: Option<&str>, containerd_address: &Path) -> Result<Self> {
         let docker = match host {
             Some(h) => Docker::connect_with_host(h),
             None => Docker::connect_with_local_defaults(),
@@ -40,7 +134,58 @@ impl DockerRuntime {
         Ok(DockerRuntime {
             docker,
             version: version.version.unwrap_or_default(),
+            local: host.is_none_or(|h| h.starts_with("unix://") || h.starts_with('/')),
+            containerd_address: containerd_address.to_path_buf(),
+            force_snapshot: false,
         })
+    }
+
+    /// The upper and lower dirs of a container on the containerd image store: its
+    /// snapshot (key = the container id) through the snapshots service's Mounts, in the
+    /// daemon's containerd namespace (`moby` unless the daemon says otherwise), at
+    /// --containerd-address and then at the address the daemon reports. Returns the dirs
+    /// and where they came from.
+    async fn container_snapshot(
+        &self,
+        snapshotter: &str,
+        id: &str,
+    ) -> Result<(super::containerd::SnapshotDirs, String)> {
+        let info = self.docker.info().await.ok().and_then(|i| i.containerd);
+        let namespace = info
+            .as_ref()
+            .and_then(|c| c.namespaces.as_ref())
+            .and_then(|n| n.containers.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "moby".into());
+        let mut addresses = vec![self.containerd_address.clone()];
+        if let Some(a) = info.and_then(|c| c.address).filter(|a| !a.is_empty()) {
+            let a = PathBuf::from(a.trim_start_matches("unix://"));
+            if !addresses.contains(&a) {
+                addresses.push(a);
+            }
+        }
+        let mut errors = Vec::new();
+        for addr in &addresses {
+            let found = async {
+                let channel = super::containerd::connect_channel(addr).await?;
+                super::containerd::snapshot_dirs(&channel, &namespace, snapshotter, id).await
+            }
+            .await;
+            match found {
+                Ok(d) => {
+                    let origin = format!(
+                        "containerd snapshot {id} of snapshotter {snapshotter} in namespace {namespace} at {}",
+                        addr.display()
+                    );
+                    return Ok((d, origin));
+                }
+                Err(e) => errors.push(format!("containerd at {}: {e:#}", addr.display())),
+            }
+        }
+        Err(anyhow!(
+            "no containerd snapshot for this container: {}",
+            errors.join("; ")
+        ))
     }
 
     /// The bollard client.
@@ -114,21 +259,29 @@ impl Runtime for DockerRuntime {
         let state = c.state.clone().unwrap_or_default();
         let host = c.host_config.clone().unwrap_or_default();
         let gd = c.graph_driver.clone();
-        let (upper_dir, lower_dirs) = match &gd {
-            Some(g) if g.name == "overlay2" || g.name == "overlay" => (
-                g.data.get("UpperDir").map(PathBuf::from),
-                g.data
-                    .get("LowerDir")
-                    .map(|l| {
-                        l.split(':')
-                            .filter(|s| !s.is_empty())
-                            .map(PathBuf::from)
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            ),
-            _ => (None, Vec::new()),
-        };
+        let (mut upper_dir, mut lower_dirs) = (None, Vec::new());
+        let (mut upper_method, mut upper_origin, mut upper_error) =
+            ("overlay-upperdir", None, None);
+        match storage_route(&c, self.local, self.force_snapshot) {
+            StorageRoute::Overlay { upper, lowers } => {
+                upper_origin = Some("GraphDriver.Data.UpperDir (overlay2)".to_string());
+                upper_dir = Some(upper);
+                lower_dirs = lowers;
+            }
+            StorageRoute::Snapshot { snapshotter } => {
+                let full_id = c.id.clone().unwrap_or_else(|| id.to_string());
+                match self.container_snapshot(&snapshotter, &full_id).await {
+                    Ok((d, origin)) => {
+                        upper_method = "containerd-snapshot";
+                        upper_origin = Some(origin);
+                        upper_dir = Some(d.upper);
+                        lower_dirs = d.lowers;
+                    }
+                    Err(e) => upper_error = Some(format!("{e:#}")),
+                }
+            }
+            StorageRoute::Api { why } => upper_error = Some(why),
+        }
         let image_id = c.image.clone().unwrap_or_default();
         let config = c.config.clone().unwrap_or_default();
         let image_ref = config.image.clone().unwrap_or_default();
@@ -239,6 +392,7 @@ impl Runtime for DockerRuntime {
             "created": c.created.as_ref().map(|d| d.to_string()),
             "started": state.started_at.clone(),
             "storage_driver": gd.as_ref().map(|g| g.name.clone()),
+            "snapshotter": c.storage.as_ref().and_then(|s| s.root_fs.as_ref()).and_then(|r| r.snapshot.as_ref()).and_then(|s| s.name.clone()),
             "log_path": c.log_path.clone(),
             "pod": labels.get("io.kubernetes.pod.name"),
             "pod_namespace": labels.get("io.kubernetes.pod.namespace"),
@@ -258,6 +412,10 @@ impl Runtime for DockerRuntime {
             paused: state.paused.unwrap_or(false),
             upper_dir,
             lower_dirs,
+            upper_method,
+            upper_origin,
+            upper_error,
+            pod_uid: labels.get("io.kubernetes.pod.uid").cloned(),
             inspect_json,
             summary,
             image,
@@ -521,4 +679,60 @@ async fn api_diff(
     }
     spool.rewind()?;
     Ok((out, spool))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inspect(v: serde_json::Value) -> bollard::models::ContainerInspectResponse {
+        serde_json::from_value(v).expect("inspect JSON")
+    }
+
+    #[test]
+    fn storage_route_follows_the_image_store() {
+        // Classic store, overlay2: the graphdriver's directories.
+        let overlay2 = inspect(
+            json!({"Id": "abc", "GraphDriver": {"Name": "overlay2", "Data": {
+            "UpperDir": "/var/lib/docker/overlay2/x/diff",
+            "LowerDir": "/var/lib/docker/overlay2/x-init/diff:/var/lib/docker/overlay2/y/diff",
+            "MergedDir": "/var/lib/docker/overlay2/x/merged", "WorkDir": "/var/lib/docker/overlay2/x/work"}}}),
+        );
+        assert_eq!(
+            storage_route(&overlay2, true, false),
+            StorageRoute::Overlay {
+                upper: "/var/lib/docker/overlay2/x/diff".into(),
+                lowers: vec![
+                    "/var/lib/docker/overlay2/x-init/diff".into(),
+                    "/var/lib/docker/overlay2/y/diff".into()
+                ],
+            }
+        );
+        // Docker 29+ on the containerd image store: no GraphDriver, Storage names the
+        // snapshotter.
+        let docker29 = inspect(json!({"Id": "abc",
+            "Storage": {"RootFS": {"Snapshot": {"Name": "overlayfs"}}}}));
+        let snap = StorageRoute::Snapshot {
+            snapshotter: "overlayfs".into(),
+        };
+        assert_eq!(storage_route(&docker29, true, false), snap);
+        // Docker 24 to 28 on the containerd image store: the snapshotter as the driver
+        // name, no data.
+        let docker27 =
+            inspect(json!({"Id": "abc", "GraphDriver": {"Name": "overlayfs", "Data": null}}));
+        assert_eq!(storage_route(&docker27, true, false), snap);
+        // A remote daemon's snapshot is not on this host.
+        assert!(matches!(
+            storage_route(&docker29, false, false),
+            StorageRoute::Api { why } if why.contains("not local")
+        ));
+        // Graph drivers without an upper dir go to the Engine API.
+        let vfs = inspect(json!({"Id": "abc", "GraphDriver": {"Name": "vfs", "Data": {}}}));
+        assert!(matches!(
+            storage_route(&vfs, true, false),
+            StorageRoute::Api { why } if why.contains("vfs")
+        ));
+        // --fs-method snapshot: the snapshot even where overlay2 has an upper dir.
+        assert_eq!(storage_route(&overlay2, true, true), snap);
+    }
 }

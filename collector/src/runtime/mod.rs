@@ -45,6 +45,16 @@ pub struct ContainerFacts {
     pub upper_dir: Option<PathBuf>,
     /// Lower dirs, topmost first.
     pub lower_dirs: Vec<PathBuf>,
+    /// The manifest's `fs_method` when the upper dir is walked: `overlay-upperdir`
+    /// (Docker's GraphDriver) or `containerd-snapshot` (the snapshots service's Mounts).
+    pub upper_method: &'static str,
+    /// Where the upper dir came from, for the acquisition log.
+    pub upper_origin: Option<String>,
+    /// Why there is no upper dir, when there is none (for the acquisition log and the
+    /// reasons of an incomplete bundle).
+    pub upper_error: Option<String>,
+    /// The Kubernetes pod uid (label io.kubernetes.pod.uid), which names the CRI log dir.
+    pub pod_uid: Option<String>,
     /// The runtime's own inspect output (Docker) or OCI spec (containerd), as JSON text.
     pub inspect_json: String,
     /// Normalized summary for container.json (see docs/bundle-format.md).
