@@ -2,5 +2,6 @@
 //! analyse and score detection. Start at [`runner::run`]; playbooks are in drills/.
 
 pub mod drill;
+pub mod interrupt;
 pub mod runner;
 pub mod scorecard;

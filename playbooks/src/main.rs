@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
-use exhibit_playbooks::{drill, runner, scorecard};
+use exhibit_playbooks::{drill, interrupt, runner, scorecard};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -139,31 +139,52 @@ fn run(cli: Cli) -> Result<u8> {
                     .map(PathBuf::from)
                     .unwrap_or_else(|| root.join("fixtures/profiles")),
             };
+            // Before any container exists: a signal then stops the running drill,
+            // whose container guard removes the container, and starts no other.
+            interrupt::install()?;
             let work = tempfile::Builder::new()
                 .prefix("exhibit-drill-")
                 .tempdir()?;
-            let work_path = if keep {
-                work.keep()
-            } else {
-                work.path().to_path_buf()
-            };
+            let work_path = work.path().to_path_buf();
             let mut cards = Vec::new();
             for d in chosen {
+                if interrupt::signal().is_some() {
+                    break;
+                }
                 eprintln!("drill {} on {:?}...", d.name, runtime);
                 cards.push(runner::run(d, &settings, &work_path));
+            }
+            // Bundles of failed or errored drills are kept (their scorecards print
+            // where), as is everything with --keep; else the work directory goes.
+            if keep || cards.iter().any(|c| c.bundle.is_some()) {
+                let kept = work.keep();
+                if !keep {
+                    eprintln!(
+                        "kept the bundles of failed or errored drills in {}",
+                        kept.display()
+                    );
+                }
+            }
+            if let Some(sig) = interrupt::signal() {
+                eprintln!(
+                    "exhibit-drill: interrupted by {sig}; the drill's container was {} and no further drill ran",
+                    if keep { "kept (--keep)" } else { "removed" }
+                );
             }
             match format {
                 Format::Text => print!("{}", scorecard::text(&cards)),
                 Format::Markdown => print!("{}", scorecard::markdown(&cards)),
                 Format::Json => println!("{}", serde_json::to_string_pretty(&cards)?),
             }
-            Ok(if cards.iter().any(|c| c.result == "errored") {
-                2
-            } else if cards.iter().any(|c| c.result == "failed") {
-                1
-            } else {
-                0
-            })
+            Ok(
+                if interrupt::signal().is_some() || cards.iter().any(|c| c.result == "errored") {
+                    2
+                } else if cards.iter().any(|c| c.result == "failed") {
+                    1
+                } else {
+                    0
+                },
+            )
         }
     }
 }

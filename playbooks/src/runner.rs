@@ -1,12 +1,15 @@
 //! Runs a drill end to end: fresh container, staging, capture with exhibit-collect,
 //! verification and report with exhibit-analyze, scoring. The container is removed on
-//! every path unless `--keep`.
+//! every path unless `--keep`: an error, a staging step over the drill's time budget
+//! (killed), or SIGINT/SIGTERM (see `interrupt.rs`).
 
 use crate::drill::{Drill, FindingPattern};
+use crate::interrupt;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The runtime a drill runs on.
@@ -41,13 +44,20 @@ pub struct Scorecard {
     pub found: Vec<Matched>,
     pub missed: Vec<FindingPattern>,
     pub forbidden_raised: Vec<Matched>,
+    /// Number of findings that match no expected or forbidden pattern.
     pub other_findings: usize,
+    /// Those findings, by rule and subject.
+    pub other: Vec<Matched>,
     pub bundle_verified: bool,
     pub capture_seconds: f64,
     pub report_seconds: f64,
     pub total_seconds: f64,
     pub over_budget: bool,
+    /// The bundle, when it is kept: with `--keep`, or when the drill failed or
+    /// errored after the capture (so it can be examined; it is never deleted then).
     pub bundle: Option<PathBuf>,
+    /// The public key that verifies a kept bundle.
+    pub pubkey: Option<PathBuf>,
 }
 
 /// A finding that matched a pattern.
@@ -70,6 +80,77 @@ pub fn sibling(name: &str) -> PathBuf {
 fn output(cmd: &mut Command) -> Result<Output> {
     cmd.output()
         .with_context(|| format!("running {:?}", cmd.get_program()))
+}
+
+/// The drill's time budget: when it ends, the command running then is killed.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    deadline: Instant,
+    seconds: u64,
+}
+
+/// Runs `cmd` like `output()`, but stops it (SIGTERM, then SIGKILL after 5 s) when
+/// the drill's budget runs out or exhibit-drill gets SIGINT/SIGTERM; either is an
+/// error naming `what`.
+fn bounded(cmd: &mut Command, budget: Budget, what: &str) -> Result<Output> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("running {:?}", cmd.get_program()))?;
+    let reader = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let out = child.stdout.take().map(|o| reader(Box::new(o)));
+    let err = child.stderr.take().map(|e| reader(Box::new(e)));
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let join = |t: Option<std::thread::JoinHandle<Vec<u8>>>| {
+                t.and_then(|t| t.join().ok()).unwrap_or_default()
+            };
+            return Ok(Output {
+                status,
+                stdout: join(out),
+                stderr: join(err),
+            });
+        }
+        let why = if let Some(sig) = interrupt::signal() {
+            format!("{what} was stopped: exhibit-drill got {sig}")
+        } else if Instant::now() >= budget.deadline {
+            format!(
+                "{what} was killed: the drill's time budget of {} s ran out (budget_seconds)",
+                budget.seconds
+            )
+        } else {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        stop(&mut child);
+        bail!("{why}");
+    }
+}
+
+/// SIGTERM (exhibit-collect removes its partial output on it), SIGKILL after 5 s.
+fn stop(child: &mut std::process::Child) {
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill(2) on our own child, which has not been reaped yet.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+    for _ in 0..250 {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 fn checked(cmd: &mut Command) -> Result<String> {
@@ -99,7 +180,7 @@ impl<'a> Target<'a> {
         c
     }
 
-    fn start(s: &'a RunSettings, drill: &Drill) -> Result<Self> {
+    fn start(s: &'a RunSettings, drill: &Drill, budget: Budget) -> Result<Self> {
         let name = format!("exhibit-drill-{}-{}", drill.name, std::process::id());
         let image = format!("exhibit-fixture/{}:1", drill.image);
         let mut t = Target {
@@ -159,7 +240,10 @@ impl<'a> Target<'a> {
         }
         // Wait until the container runs processes.
         for _ in 0..50 {
-            if t.exec("true").map(|o| o.status.success()).unwrap_or(false) {
+            if t.exec("true", budget, "waiting for the container")?
+                .status
+                .success()
+            {
                 return Ok(t);
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -167,11 +251,14 @@ impl<'a> Target<'a> {
         Err(anyhow!("container {} did not start", t.name))
     }
 
-    fn exec(&self, script: &str) -> Result<Output> {
+    /// Runs a script inside the container, stopped when the budget runs out.
+    fn exec(&self, script: &str, budget: Budget, what: &str) -> Result<Output> {
         match self.s.runtime {
-            DrillRuntime::Docker => {
-                output(Command::new("docker").args(["exec", &self.name, "sh", "-c", script]))
-            }
+            DrillRuntime::Docker => bounded(
+                Command::new("docker").args(["exec", &self.name, "sh", "-c", script]),
+                budget,
+                what,
+            ),
             DrillRuntime::Containerd => {
                 let exec_id = format!(
                     "stage-{}",
@@ -180,16 +267,20 @@ impl<'a> Target<'a> {
                         .map(|d| d.as_nanos())
                         .unwrap_or(0)
                 );
-                output(self.ctr().args([
-                    "task",
-                    "exec",
-                    "--exec-id",
-                    &exec_id,
-                    &self.name,
-                    "sh",
-                    "-c",
-                    script,
-                ]))
+                bounded(
+                    self.ctr().args([
+                        "task",
+                        "exec",
+                        "--exec-id",
+                        &exec_id,
+                        &self.name,
+                        "sh",
+                        "-c",
+                        script,
+                    ]),
+                    budget,
+                    what,
+                )
             }
         }
     }
@@ -260,25 +351,70 @@ pub fn run(drill: &Drill, s: &RunSettings, work: &Path) -> Scorecard {
         missed: vec![],
         forbidden_raised: vec![],
         other_findings: 0,
+        other: vec![],
         bundle_verified: false,
         capture_seconds: 0.0,
         report_seconds: 0.0,
         total_seconds: 0.0,
         over_budget: false,
         bundle: None,
+        pubkey: None,
     };
-    if let Err(e) = run_inner(drill, s, work, &mut card) {
-        card.error = Some(format!("{e:#}"));
+    let budget = Budget {
+        deadline: started + Duration::from_secs(drill.budget_seconds),
+        seconds: drill.budget_seconds,
+    };
+    let dir = work.join(format!("{}-{:?}", drill.name, s.runtime).to_lowercase());
+    if let Err(e) = run_inner(drill, s, &dir, budget, &mut card) {
+        let e = format!("{e:#}");
+        card.error = Some(match interrupt::signal() {
+            Some(sig) if !e.contains(sig) => format!("interrupted by {sig}: {e}"),
+            _ => e,
+        });
         card.result = "errored".into();
     }
     card.total_seconds = started.elapsed().as_secs_f64();
-    card.over_budget = card.total_seconds > drill.budget_seconds as f64;
+    card.over_budget = card.total_seconds > drill.budget_seconds as f64
+        || card.error.as_deref().is_some_and(|e| e.contains("budget"));
+    // A bundle is kept with --keep, and when the drill failed or errored after the
+    // capture; otherwise the drill's directory (bundle, ephemeral key) goes now.
+    if card.result == "passed" && !s.keep {
+        card.bundle = None;
+    }
+    card.bundle = card.bundle.take().filter(|b| b.is_file());
+    if card.bundle.is_some() {
+        card.pubkey = Some(match &s.key {
+            Some(k) => k.with_extension("pub"),
+            None => dir.join("drill.pub"),
+        });
+    } else if !s.keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     card
 }
 
-fn run_inner(drill: &Drill, s: &RunSettings, work: &Path, card: &mut Scorecard) -> Result<()> {
-    let dir = work.join(format!("{}-{:?}", drill.name, s.runtime).to_lowercase());
-    std::fs::create_dir_all(&dir)?;
+fn run_inner(
+    drill: &Drill,
+    s: &RunSettings,
+    dir: &Path,
+    budget: Budget,
+    card: &mut Scorecard,
+) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    // The image the analysis compares against: without it the image comparison (and
+    // every finding that needs it) would silently not happen.
+    let image = s.fixtures.join(format!("{}.tar", drill.image));
+    if !image.is_file() {
+        bail!(
+            "the saved image of fixture {:?} is missing: {}\n\
+             hint: run scripts/setup (it builds the fixture images and saves them to \
+             /var/lib/exhibit/fixtures), or set EXHIBIT_FIXTURES to the directory that \
+             holds {}.tar",
+            drill.image,
+            image.display(),
+            drill.image
+        );
+    }
     let (key, pubkey) = match &s.key {
         Some(k) => (k.clone(), k.with_extension("pub")),
         None => {
@@ -291,25 +427,31 @@ fn run_inner(drill: &Drill, s: &RunSettings, work: &Path, card: &mut Scorecard) 
             (prefix.with_extension("key"), prefix.with_extension("pub"))
         }
     };
-    let target = Target::start(s, drill)?;
+    let target = Target::start(s, drill, budget)?;
     for (i, step) in drill.stage.iter().enumerate() {
         let script = if step.background {
             format!("({}) >/dev/null 2>&1 </dev/null &", step.sh)
         } else {
             step.sh.clone()
         };
-        let out = target.exec(&script)?;
+        let out = target.exec(&script, budget, &format!("staging step {}", i + 1))?;
         if !out.status.success() {
             bail!(
-                "staging step {} failed: {}",
+                "staging step {} failed ({}): {}",
                 i + 1,
+                out.status,
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
     }
     if drill.stage.iter().any(|s| s.background) {
         // Let background processes start and open their sockets.
-        std::thread::sleep(Duration::from_millis(700));
+        for _ in 0..35 {
+            if let Some(sig) = interrupt::signal() {
+                bail!("stopped after staging: exhibit-drill got {sig}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
     let bundle_dir = dir.join("bundle");
     std::fs::create_dir_all(&bundle_dir)?;
@@ -318,7 +460,7 @@ fn run_inner(drill: &Drill, s: &RunSettings, work: &Path, card: &mut Scorecard) 
         DrillRuntime::Docker => "docker",
         DrillRuntime::Containerd => "containerd",
     };
-    let cap = output(
+    let cap = bounded(
         Command::new(sibling("exhibit-collect"))
             .args([
                 "capture",
@@ -337,6 +479,8 @@ fn run_inner(drill: &Drill, s: &RunSettings, work: &Path, card: &mut Scorecard) 
             .arg(&key)
             .arg("-o")
             .arg(&bundle_dir),
+        budget,
+        "the capture",
     )?;
     card.capture_seconds = t.elapsed().as_secs_f64();
     if cap.status.code() == Some(2) || cap.status.code().is_none() {
@@ -359,14 +503,11 @@ fn run_inner(drill: &Drill, s: &RunSettings, work: &Path, card: &mut Scorecard) 
         .arg("--pubkey")
         .arg(&pubkey)
         .args(["--format", "json"]);
-    let image = s.fixtures.join(format!("{}.tar", drill.image));
-    if image.exists() {
-        report.arg("--image").arg(&image);
-    }
+    report.arg("--image").arg(&image);
     if let Some(p) = &drill.profile {
         report.arg("--profile").arg(s.profiles.join(p));
     }
-    let rep = output(&mut report)?;
+    let rep = bounded(&mut report, budget, "the report")?;
     card.report_seconds = t.elapsed().as_secs_f64();
     match rep.status.code() {
         Some(0) | Some(1) => {}
@@ -393,19 +534,24 @@ fn run_inner(drill: &Drill, s: &RunSettings, work: &Path, card: &mut Scorecard) 
         card.forbidden_raised
             .extend(findings.iter().filter(|f| matches(p, f)).map(matched));
     }
-    card.other_findings = findings
+    card.other = findings
         .iter()
-        .filter(|f| !drill.expect.iter().any(|p| matches(p, f)))
-        .count();
+        .filter(|f| {
+            !drill
+                .expect
+                .iter()
+                .chain(&drill.forbid)
+                .any(|p| matches(p, f))
+        })
+        .map(matched)
+        .collect();
+    card.other_findings = card.other.len();
     card.result = if card.missed.is_empty() && card.forbidden_raised.is_empty() {
         "passed"
     } else {
         "failed"
     }
     .into();
-    if !s.keep {
-        card.bundle = None;
-    }
     drop(target);
     Ok(())
 }
