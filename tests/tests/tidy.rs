@@ -195,3 +195,29 @@ fn issue_reference_shape() {
     assert!(!has_issue_reference("// later (#12"));
     assert!(!has_issue_reference("// later #12"));
 }
+
+#[test]
+fn scripts_find_the_binaries_through_cargo_target_dir() {
+    // A machine that builds into CARGO_TARGET_DIR has no ./target/debug: a script that
+    // runs a binary from a fixed target/ path would run a stale one or none.
+    let mut hits = Vec::new();
+    for entry in std::fs::read_dir(root().join("scripts")).expect("scripts/") {
+        let path = entry.expect("scripts/ entry").path();
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        for (i, line) in text.lines().enumerate() {
+            let fixed = ["target/debug/", "target/release/"]
+                .iter()
+                .any(|t| line.contains(t));
+            if fixed && !line.contains("CARGO_TARGET_DIR") && !line.trim_start().starts_with('#') {
+                hits.push(format!("{}:{}: {}", path.display(), i + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        hits.is_empty(),
+        "use ${{CARGO_TARGET_DIR:-target}}:\n{}",
+        hits.join("\n")
+    );
+}
