@@ -246,3 +246,262 @@ fn docker_on_the_containerd_image_store_captures_the_moby_snapshot() {
     );
     assert!(v.manifest().counts.processes >= 1);
 }
+
+#[test]
+fn a_failed_snapshot_lookup_is_recorded_not_dropped() {
+    // A container whose snapshot is gone: the Mounts call fails, and the bundle says so.
+    let id = unique("exhibit-nosnap");
+    ok(ctr("k8s.io").args(["containers", "create", SHELL_IMAGE, &id]));
+    let _c = CtrContainer {
+        ns: "k8s.io".into(),
+        id: id.clone(),
+    };
+    ok(ctr("k8s.io").args(["snapshots", "rm", &id]));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("b.exhibit.tar.zst");
+    let out = run(collect()
+        .args([
+            "capture",
+            "--runtime",
+            "containerd",
+            &id,
+            "--unsigned",
+            "--quiet",
+            "-o",
+        ])
+        .arg(&path));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let v = exhibit_common::verify(&path, &Default::default()).unwrap();
+    assert_eq!(v.manifest().fs_method, "none");
+    let reasons = &v.manifest().completeness.reasons;
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("Mounts failed") && r.contains(&id)),
+        "{reasons:?}"
+    );
+    assert!(events(&v).iter().any(|e| e.step == "files.upperdir"
+        && e.outcome == "error"
+        && e.error
+            .as_deref()
+            .is_some_and(|x| x.contains("Mounts failed"))));
+}
+
+#[test]
+fn list_shows_the_kubernetes_identity_of_containerd_containers() {
+    let id = unique("exhibit-list");
+    let pod = unique("web-7f9c");
+    let c = CtrContainer::run(
+        "k8s.io",
+        &id,
+        &[
+            ("io.kubernetes.pod.name", &pod),
+            ("io.kubernetes.pod.namespace", "shop"),
+            ("io.kubernetes.container.name", "web"),
+            ("io.cri-containerd.kind", "container"),
+        ],
+    );
+    let pid = ok(ctr("k8s.io").args(["task", "ls"]))
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(id.as_str()))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|p| p.parse::<i64>().ok())
+        .expect("task pid");
+    let json = ok(collect().args(["list", "--runtime", "containerd", "--format", "json"]));
+    let all: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    let x = all
+        .iter()
+        .find(|x| x["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{id} not listed: {json}"));
+    assert_eq!(x["runtime"], "containerd");
+    assert_eq!(x["namespace"], "k8s.io");
+    assert_eq!(x["pod"], pod.as_str());
+    assert_eq!(x["pod_namespace"], "shop");
+    assert_eq!(x["container_name"], "web");
+    assert_eq!(x["name"], "web");
+    assert_eq!(x["image"], SHELL_IMAGE);
+    assert_eq!(x["status"], "running");
+    assert_eq!(x["pid"].as_i64(), Some(pid));
+    // The text table carries the same, the pod as NAMESPACE/POD/CONTAINER.
+    let text = ok(collect().args(["list", "--runtime", "containerd"]));
+    let line = text
+        .lines()
+        .find(|l| l.contains(&format!("shop/{pod}/web")))
+        .unwrap_or_else(|| panic!("{text}"));
+    for want in [
+        "containerd",
+        "k8s.io",
+        "running",
+        SHELL_IMAGE,
+        &pid.to_string(),
+    ] {
+        assert!(line.contains(want), "{want} missing in {line}");
+    }
+    // A paused task is listed as paused.
+    ok(ctr("k8s.io").args(["task", "pause", &c.id]));
+    let json = ok(collect().args(["list", "--runtime", "containerd", "--format", "json"]));
+    ok(ctr("k8s.io").args(["task", "resume", &c.id]));
+    let all: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    assert!(all
+        .iter()
+        .any(|x| x["id"] == id.as_str() && x["status"] == "paused"));
+}
+
+#[test]
+fn image_identity_on_containerd_matches_ctr() {
+    let id = unique("exhibit-image");
+    let _c = CtrContainer::run("k8s.io", &id, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let v = capture_ok(
+        dir.path(),
+        "i.exhibit.tar.zst",
+        &["--runtime", "containerd", &id],
+    );
+    let image: serde_json::Value =
+        serde_json::from_slice(&v.member(exhibit_common::members::IMAGE).unwrap().unwrap())
+            .unwrap();
+    // ctr images ls: REF TYPE DIGEST SIZE ...
+    let ls = ok(ctr("k8s.io").args(["images", "ls"]));
+    let row: Vec<&str> = ls
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(SHELL_IMAGE))
+        .unwrap_or_else(|| panic!("{ls}"))
+        .split_whitespace()
+        .collect();
+    let (media_type, digest) = (row[1], row[2]);
+    assert!(media_type.contains("manifest"), "{media_type}");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&ok(ctr("k8s.io").args(["content", "get", digest]))).unwrap();
+    let config_digest = manifest["config"]["digest"].as_str().unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&ok(ctr("k8s.io").args(["content", "get", config_digest]))).unwrap();
+    assert_eq!(image["reference"], SHELL_IMAGE);
+    assert_eq!(image["manifest_digest"], digest);
+    assert_eq!(image["image_id"], config_digest);
+    assert_eq!(image["diff_ids"], config["rootfs"]["diff_ids"]);
+    assert!(!config["rootfs"]["diff_ids"].as_array().unwrap().is_empty());
+    assert_eq!(
+        image["repo_digests"],
+        serde_json::json!([format!("docker.io/exhibit-fixture/shell@{digest}")])
+    );
+    assert_eq!(image["config"], config["config"]);
+    assert_eq!(v.manifest().container.image_id, config_digest);
+}
+
+/// A pod log directory under /var/log/pods, removed on drop.
+struct PodLogDir(std::path::PathBuf);
+
+impl Drop for PodLogDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn cri_log_files_are_read_from_the_pod_uid_directory() {
+    let pod = unique("exhibit-logpod");
+    let (ns, uid, other_uid) = ("exhibit-test", unique("uid"), unique("olduid"));
+    let root = Path::new("/var/log/pods");
+    let dir = PodLogDir(root.join(format!("{ns}_{pod}_{uid}")));
+    // An earlier pod of the same name: same prefix, another uid; never read.
+    let decoy = PodLogDir(root.join(format!("{ns}_{pod}_{other_uid}")));
+    for d in [&dir.0, &decoy.0] {
+        std::fs::create_dir_all(d.join("web")).unwrap();
+    }
+    std::fs::write(
+        decoy.0.join("web/0.log"),
+        "2026-11-23T09:00:00.000000001Z stdout F decoy line\n",
+    )
+    .unwrap();
+    let logs = dir.0.join("web");
+    // A gzip rotation (skipped and recorded), a plain rotation, then the current file
+    // with a line split in P/F parts and a line over the 1 MiB cap.
+    std::fs::write(
+        logs.join("0.log.20261123-100000.gz"),
+        b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03not text",
+    )
+    .unwrap();
+    std::fs::write(
+        logs.join("0.log.20261123-110000"),
+        "2026-11-23T11:00:00.000000001Z stdout F rotated line\n",
+    )
+    .unwrap();
+    let long = "x".repeat(1_500_000);
+    let current = format!(
+        "2026-11-23T12:00:00.000000001Z stdout P hello \n\
+         2026-11-23T12:00:00.000000002Z stderr F to stderr\n\
+         2026-11-23T12:00:00.000000003Z stdout F world\n\
+         2026-11-23T12:00:01.000000000Z stdout F {long}\n"
+    );
+    std::fs::write(logs.join("0.log"), &current).unwrap();
+
+    let id = unique("exhibit-logs");
+    let _c = CtrContainer::run(
+        "k8s.io",
+        &id,
+        &[
+            ("io.kubernetes.pod.name", &pod),
+            ("io.kubernetes.pod.namespace", ns),
+            ("io.kubernetes.pod.uid", &uid),
+            ("io.kubernetes.container.name", "web"),
+        ],
+    );
+    let out = tempfile::tempdir().unwrap();
+    let v = capture_ok(
+        out.path(),
+        "l.exhibit.tar.zst",
+        &["--runtime", "containerd", &id],
+    );
+    let lines: Vec<exhibit_common::records::LogLine> = jsonl(&v, exhibit_common::members::LOGS);
+    let got: Vec<(String, String, usize)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l.stream.clone(),
+                String::from_utf8_lossy(l.line.as_bytes())
+                    .chars()
+                    .take(20)
+                    .collect(),
+                l.line.as_bytes().len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("stdout".into(), "rotated line".into(), 12),
+            ("stderr".into(), "to stderr".into(), 9),
+            ("stdout".into(), "hello world".into(), 11),
+            ("stdout".into(), "x".repeat(20), 1 << 20),
+        ]
+    );
+    assert_eq!(
+        lines[2].t.as_deref(),
+        Some("2026-11-23T12:00:00.000000001Z"),
+        "a joined line has the time of its first part"
+    );
+    // The current file is kept verbatim, as Docker's json-file log is.
+    assert_eq!(
+        v.member(exhibit_common::members::RUNTIME_LOG)
+            .unwrap()
+            .expect("raw log kept"),
+        current.as_bytes()
+    );
+    let container: serde_json::Value = serde_json::from_slice(
+        &v.member(exhibit_common::members::CONTAINER)
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    let cri = &container["summary"]["cri_logs"];
+    assert_eq!(cri["dir"], logs.to_str().unwrap());
+    let skipped = cri["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 1, "{cri}");
+    assert!(skipped[0]["file"].as_str().unwrap().ends_with(".gz"));
+    assert!(skipped[0]["why"].as_str().unwrap().contains("gzip"));
+    assert!(
+        !String::from_utf8_lossy(&support::plain_bytes(&out.path().join("l.exhibit.tar.zst")))
+            .contains("decoy line")
+    );
+}

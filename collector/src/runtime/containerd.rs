@@ -2,6 +2,8 @@
 //! containers, tasks, images, content and snapshots services: the collector never calls
 //! Prepare, View, Commit or Remove on the snapshotter.
 
+mod cri_logs;
+
 use super::{ContainerFacts, ListedContainer, Runtime, DEFAULT_CAPS};
 use crate::interrupt::Resumer;
 use anyhow::{anyhow, Context, Result};
@@ -21,7 +23,6 @@ use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::Request;
 use containerd_client::with_namespace;
 use exhibit_common::records::{LogLine, MountRecord};
-use exhibit_common::text::ByteText;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -224,6 +225,21 @@ fn listed(
         container_name,
         labels,
     }
+}
+
+// The CRI log files of a Kubernetes container (None for a container without the pod
+// labels, such as one started with ctr).
+fn cri_logs_of(facts: &ContainerFacts) -> Option<cri_logs::CriLogs> {
+    let (Some(pod), Some(ns)) = (&facts.pod, &facts.pod_namespace) else {
+        return None;
+    };
+    Some(cri_logs::locate(
+        Path::new(cri_logs::PODS_ROOT),
+        ns,
+        pod,
+        facts.pod_uid.as_deref(),
+        &facts.name,
+    ))
 }
 
 /// The repository of an image reference: without its `:tag` (the last `:` after the
@@ -497,6 +513,14 @@ impl Runtime for ContainerdRuntime {
             .get("io.kubernetes.container.name")
             .cloned()
             .unwrap_or_else(|| c.id.clone());
+        let pod_uid = labels.get("io.kubernetes.pod.uid").cloned();
+        let logs = cri_logs_of(&ContainerFacts {
+            pod: pod.clone(),
+            pod_namespace: pod_ns.clone(),
+            pod_uid: pod_uid.clone(),
+            name: name.clone(),
+            ..Default::default()
+        });
         let created = c.created_at.as_ref().map(|t| {
             exhibit_common::text::rfc3339_ns(t.seconds as i128 * 1_000_000_000 + t.nanos as i128)
         });
@@ -519,6 +543,8 @@ impl Runtime for ContainerdRuntime {
             "runtime": c.runtime.as_ref().map(|r| r.name.clone()),
             "pod": pod,
             "pod_namespace": pod_ns,
+            "pod_uid": pod_uid,
+            "cri_logs": logs.as_ref().map(|l| l.summary()),
         });
         let inspect_json = serde_json::to_string(&json!({
             "container": {"id": c.id, "image": c.image, "labels": labels, "snapshotter": c.snapshotter, "snapshot_key": c.snapshot_key, "runtime": c.runtime.as_ref().map(|r| r.name.clone()), "created_at": created},
@@ -540,7 +566,7 @@ impl Runtime for ContainerdRuntime {
             upper_dir,
             lower_dirs,
             upper_method: "containerd-snapshot",
-            pod_uid: labels.get("io.kubernetes.pod.uid").cloned(),
+            pod_uid,
             upper_origin,
             upper_error,
             inspect_json,
@@ -548,7 +574,7 @@ impl Runtime for ContainerdRuntime {
             image,
             mounts,
             runtime_files,
-            log_file: None,
+            log_file: logs.as_ref().and_then(|l| l.current().cloned()),
         })
     }
 
@@ -559,50 +585,10 @@ impl Runtime for ContainerdRuntime {
         sink: &mut dyn FnMut(LogLine),
     ) -> Result<()> {
         // CRI writes /var/log/pods/<ns>_<pod>_<uid>/<container>/<n>.log; plain ctr has no logs.
-        let (Some(pod), Some(ns)) = (&facts.pod, &facts.pod_namespace) else {
+        let Some(logs) = cri_logs_of(facts) else {
             return Ok(());
         };
-        let prefix = format!("{ns}_{pod}_");
-        let Ok(rd) = std::fs::read_dir("/var/log/pods") else {
-            return Ok(());
-        };
-        for d in rd.flatten() {
-            if !d.file_name().to_string_lossy().starts_with(&prefix) {
-                continue;
-            }
-            let dir = d.path().join(&facts.name);
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-                .map(|r| r.flatten().map(|e| e.path()).collect())
-                .unwrap_or_default();
-            files.sort();
-            for f in files {
-                let text = std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
-                for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                    let mut parts = line.splitn(4, |&b| b == b' ');
-                    let t = parts
-                        .next()
-                        .and_then(|t| std::str::from_utf8(t).ok())
-                        .and_then(exhibit_common::text::parse_rfc3339);
-                    let stream = parts
-                        .next()
-                        .map(|s| String::from_utf8_lossy(s).into_owned())
-                        .unwrap_or_default();
-                    let _tag = parts.next();
-                    let rest = parts.next().unwrap_or_default();
-                    if let (Some(s), Some(t)) = (since, t) {
-                        if (t / 1_000_000_000) < s as i128 {
-                            continue;
-                        }
-                    }
-                    sink(LogLine {
-                        t: t.map(exhibit_common::text::rfc3339_ns),
-                        stream,
-                        line: ByteText(rest.to_vec()),
-                    });
-                }
-            }
-        }
-        Ok(())
+        cri_logs::read(&logs.files, since, sink)
     }
 
     async fn pause(&self, id: &str) -> Result<()> {
