@@ -120,13 +120,16 @@ pub async fn capture<R: Runtime>(
         )),
         None,
     );
-    let facts = rt.facts(id).await?;
+    let mut facts = rt.facts(id).await?;
     log.record(
         "inspect",
         "ok",
         Some(format!("{} {} ({})", facts.runtime, facts.id, facts.name)),
         None,
     );
+    if let Some(url) = rt.remote() {
+        remote_only(&mut facts, url, &mut log);
+    }
 
     if facts.paused {
         // Paused before we came: by the workload's operators, or by an earlier
@@ -185,6 +188,94 @@ pub async fn capture<R: Runtime>(
         warn_still_paused(&facts, &e, &hint);
     }
     result
+}
+
+// A daemon that is not a local unix socket: forget every host path and the init pid it
+// reported (they belong to the daemon's host), so that nothing below reads this host's
+// /proc, upper dir, runtime files or log file for the container.
+fn remote_only(facts: &mut ContainerFacts, url: &str, log: &mut AcquisitionLog) {
+    let why = crate::runtime::remote::reason(url);
+    log.record(
+        "daemon.remote",
+        "info",
+        Some(format!(
+            "{why}; reported and not used: init pid {}, upper dir {}, log file {}",
+            facts
+                .init_pid
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "none".into()),
+            facts
+                .upper_dir
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "none".into()),
+            facts
+                .log_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "none".into()),
+        )),
+        None,
+    );
+    facts.init_pid = None;
+    facts.upper_dir = None;
+    facts.lower_dirs.clear();
+    facts.upper_error = Some(why);
+    facts.runtime_files.clear();
+    facts.log_file = None;
+}
+
+// Processes of a running container of a remote daemon: the daemon's own `ps` listing
+// through `top`; sockets and memory need the daemon host's /proc and are recorded as
+// unavailable.
+async fn remote_processes<R: Runtime>(
+    rt: &R,
+    facts: &ContainerFacts,
+    log: &mut AcquisitionLog,
+    reasons: &mut Vec<String>,
+    processes: &mut Vec<ProcessRecord>,
+) {
+    let url = rt.remote().unwrap_or_default();
+    match rt.top(&facts.id).await {
+        Ok(Some(p)) => {
+            *processes = p;
+            log.record(
+                "processes",
+                "ok",
+                Some(format!(
+                    "{} processes from the Engine API top of {url} (ps on the daemon's host, not /proc; records marked found_by engine-api-top)",
+                    processes.len()
+                )),
+                None,
+            );
+        }
+        Ok(None) => log.record(
+            "processes",
+            "skipped",
+            Some(format!("{url}: no process listing in this runtime's API")),
+            None,
+        ),
+        Err(e) => log.record(
+            "processes",
+            "error",
+            Some(format!("Engine API top of {url}")),
+            Some(format!("{e:#}")),
+        ),
+    }
+    let why = format!("remote Docker daemon {url}: needs the daemon host's /proc");
+    log.record("sockets", "skipped", Some(why.clone()), None);
+    log.record("memory", "skipped", Some(why.clone()), None);
+    log.record(
+        "files.mounts",
+        "skipped",
+        Some(format!(
+            "{why}: tmpfs mounts and runtime files (hosts, hostname, resolv.conf) recorded as metadata only"
+        )),
+        None,
+    );
+    reasons.push(format!(
+        "remote Docker daemon {url}: processes only as the daemon's ps listing (no argv bytes, environment, executables or fds); sockets, memory and tmpfs content not captured (they need the daemon host's /proc)"
+    ));
 }
 
 // The command that resumes the container by hand.
@@ -329,6 +420,9 @@ async fn capture_frozen<R: Runtime>(
                     }
                 }
             }
+        }
+        None if facts.running && rt.remote().is_some() => {
+            remote_processes(rt, facts, log, reasons, &mut processes).await;
         }
         None => {
             log.record(
@@ -577,6 +671,20 @@ async fn capture_frozen<R: Runtime>(
                 .join("; ")
         }),
     );
+    if !walk_stats.dropped_xattrs.is_empty() {
+        let d = &walk_stats.dropped_xattrs;
+        log.record(
+            "files.xattrs",
+            "info",
+            Some(format!(
+                "{} extended attributes not stored (their records are flagged xattrs-dropped): {}{}",
+                d.len(),
+                d.iter().take(50).cloned().collect::<Vec<_>>().join("; "),
+                if d.len() > 50 { "; ..." } else { "" }
+            )),
+            None,
+        );
+    }
     if !walk_stats.errors.is_empty() {
         reasons.push(format!(
             "{} filesystem entries lost during the read (first: {})",
@@ -676,13 +784,14 @@ async fn capture_frozen<R: Runtime>(
             None => log.record("unfreeze", "skipped", Some("already resumed".into()), None),
         }
     }
-    let ended_at = now_rfc3339();
     log.record(
         "capture.end",
         if reasons.is_empty() { "ok" } else { "error" },
         Some(format!("{} reasons for incompleteness", reasons.len())),
         None,
     );
+    // After the last event, so that every event lies within started_at..ended_at.
+    let ended_at = now_rfc3339();
     writer.add_member(members::ACQUISITION, log.bytes())?;
     let manifest = Manifest {
         schema_version: SCHEMA_VERSION,

@@ -172,8 +172,14 @@ pub fn read_netns(
                 errors.push(format!("sockets of netns {netns} via pid {pid}: {e}"));
                 return out;
             }
-            // raw, raw6 and packet are absent from kernels built without them.
-            Err(_) if matches!(proto, "raw" | "raw6" | "packet") => continue,
+            // raw, raw6 and packet are absent from kernels built without them; any
+            // other error reading them is recorded like the others'.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && matches!(proto, "raw" | "raw6" | "packet") =>
+            {
+                continue
+            }
             Err(e) => {
                 errors.push(format!("{proto} of pid {pid}: {e}"));
                 continue;

@@ -32,6 +32,9 @@ pub struct WalkStats {
     pub not_captured: u64,
     /// Errors that lost part of the source (make the bundle incomplete).
     pub errors: Vec<String>,
+    /// Extended attributes left out of a record (flag `xattrs-dropped` on the record):
+    /// `PATH: NAME (why)`, for the acquisition log.
+    pub dropped_xattrs: Vec<String>,
 }
 
 /// The lower layers an upper dir is compared against, topmost first.
@@ -182,10 +185,8 @@ impl<'w, W: Write> Walker<'w, W> {
                     FileType::Dir,
                     &st,
                 );
-                let rec = ChangeRecord {
-                    xattrs: read_xattrs(root).0,
-                    ..rec
-                };
+                let mut rec = rec;
+                self.xattrs(root, &mut rec);
                 self.emit(rec, None)?;
             }
         }
@@ -341,8 +342,7 @@ impl<'w, W: Write> Walker<'w, W> {
                     self.emit(rec, None)?;
                     return Ok(None);
                 }
-                let (xattrs, overlay_marks) = read_xattrs(&fd);
-                rec.xattrs = xattrs;
+                let overlay_marks = self.xattrs(&fd, &mut rec);
                 let opaque = spec.overlay
                     && overlay_marks
                         .iter()
@@ -464,8 +464,7 @@ impl<'w, W: Write> Walker<'w, W> {
             rec.stored_size = 0;
             return self.emit(rec, None);
         }
-        let (xattrs, overlay_marks) = read_xattrs(&fd);
-        rec.xattrs = xattrs;
+        let overlay_marks = self.xattrs(&fd, &mut rec);
         let metacopy = overlay_marks
             .iter()
             .any(|(k, _)| k == b"trusted.overlay.metacopy");
@@ -527,12 +526,36 @@ impl<'w, W: Write> Walker<'w, W> {
                 )
             })
             .ok();
-            if outcome.short || outcome.grew || (!metacopy && after != Some(before)) {
+            // Unlinked while open: the bytes read are what the kernel still had.
+            let vanished = rustix::fs::fstat(check.as_fd())
+                .map(|s| s.st_nlink == 0)
+                .unwrap_or(false);
+            if outcome.short || outcome.grew || vanished || (!metacopy && after != Some(before)) {
                 rec.captured = false;
-                rec.reason = Some("changed during read".into());
                 rec.flags.push("changed-during-read".into());
+                if vanished {
+                    rec.reason = Some("vanished during read".into());
+                    rec.flags.push("vanished-during-read".into());
+                } else {
+                    rec.reason = Some("changed during read".into());
+                }
             }
         })
+    }
+
+    /// Sets the record's extended attributes; one that cannot be stored is flagged on
+    /// the record and named in the stats. Returns the overlay's own markers.
+    fn xattrs(&mut self, fd: &OwnedFd, rec: &mut ChangeRecord) -> RawXattrs {
+        let (stored, overlay, dropped) = read_xattrs(fd);
+        rec.xattrs = stored;
+        if !dropped.is_empty() {
+            rec.flags.push("xattrs-dropped".into());
+            let path = rec.path.lossy();
+            self.stats
+                .dropped_xattrs
+                .extend(dropped.into_iter().map(|d| format!("{path}: {d}")));
+        }
+        overlay
     }
 
     fn emit(
@@ -725,42 +748,69 @@ pub(crate) fn base_record(
 
 type RawXattrs = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// The most extended-attribute bytes stored per entry, so that its PAX header stays
+/// under the reader's 1 MiB limit.
+pub const MAX_XATTR_BYTES: usize = 512 << 10;
+
 /// Extended attributes of an open file: the ones stored (everything but the overlay's
-/// own `trusted.overlay.*`), and the overlay markers separately.
-fn read_xattrs(fd: &OwnedFd) -> (Vec<Xattr>, RawXattrs) {
+/// own `trusted.overlay.*`), the overlay markers separately, and the ones left out
+/// (`NAME (why)`): a name with `=` (a PAX key ends there), over [`MAX_XATTR_BYTES`] in
+/// total, or unreadable.
+fn read_xattrs(fd: &OwnedFd) -> (Vec<Xattr>, RawXattrs, Vec<String>) {
+    let mut dropped = Vec::new();
     let mut names = vec![0u8; 4096];
     let n = match rustix::fs::flistxattr(fd, &mut names) {
         Ok(n) => n,
         Err(Errno::RANGE) => {
             names = vec![0u8; 65536];
-            rustix::fs::flistxattr(fd, &mut names).unwrap_or(0)
+            rustix::fs::flistxattr(fd, &mut names).unwrap_or_else(|e| {
+                dropped.push(format!("* (listing failed: {e})"));
+                0
+            })
         }
-        Err(_) => 0,
+        // Filesystems without xattrs say so; that is not a loss.
+        Err(Errno::NOTSUP) => 0,
+        Err(e) => {
+            dropped.push(format!("* (listing failed: {e})"));
+            0
+        }
     };
     let mut stored = Vec::new();
     let mut overlay = Vec::new();
     let mut total = 0usize;
     for name in names[..n].split(|&b| b == 0).filter(|s| !s.is_empty()) {
-        // PAX keys end at '='; such a name cannot be stored faithfully.
+        let shown = String::from_utf8_lossy(name);
         if name.contains(&b'=') {
+            dropped.push(format!("{shown} (name contains '=', which ends a PAX key)"));
             continue;
         }
         let mut value = vec![0u8; 65536];
         let Ok(cname) = std::ffi::CString::new(name) else {
             continue;
         };
-        let Ok(len) = rustix::fs::fgetxattr(fd, cname.as_c_str(), &mut value) else {
-            continue;
+        let len = match rustix::fs::fgetxattr(fd, cname.as_c_str(), &mut value) {
+            Ok(len) => len,
+            // Removed between the listing and the read.
+            Err(Errno::NODATA) => continue,
+            Err(e) => {
+                dropped.push(format!("{shown} (read failed: {e})"));
+                continue;
+            }
         };
         value.truncate(len);
         if name.starts_with(b"trusted.overlay.") {
             overlay.push((name.to_vec(), value));
-        } else if total + name.len() + value.len() < 512 << 10 {
-            // Bounded so the entry's PAX header stays under the reader's limit.
+        } else if total + name.len() + value.len() < MAX_XATTR_BYTES {
             total += name.len() + value.len() + 32;
             stored.push(xattr(name, &value));
+        } else {
+            dropped.push(format!(
+                "{shown} ({} bytes over the {} KiB extended-attribute budget of an entry)",
+                value.len(),
+                MAX_XATTR_BYTES >> 10
+            ));
         }
     }
     stored.sort_by(|a, b| a.name.cmp(&b.name));
-    (stored, overlay)
+    (stored, overlay, dropped)
 }

@@ -17,6 +17,8 @@ pub struct DockerRuntime {
     version: String,
     /// The daemon runs on this host (a unix socket), so its storage is readable here.
     local: bool,
+    /// The address, when it is not a local unix socket (see remote.rs).
+    remote: Option<String>,
     /// containerd socket to try first for containers on the containerd image store
     /// (--containerd-address); the address the daemon reports is tried next.
     containerd_address: PathBuf,
@@ -135,6 +137,9 @@ impl DockerRuntime {
             docker,
             version: version.version.unwrap_or_default(),
             local: host.is_none_or(|h| h.starts_with("unix://") || h.starts_with('/')),
+            remote: host
+                .filter(|h| !super::remote::is_local(Some(h)))
+                .map(str::to_string),
             containerd_address: containerd_address.to_path_buf(),
             force_snapshot: false,
         })
@@ -494,6 +499,29 @@ impl Runtime for DockerRuntime {
         max_file_size: u64,
     ) -> Result<Option<(Vec<super::ApiEntry>, std::fs::File)>> {
         api_diff(&self.docker, id, max_file_size).await.map(Some)
+    }
+
+    fn remote(&self) -> Option<&str> {
+        self.remote.as_deref()
+    }
+
+    async fn top(&self, id: &str) -> Result<Option<Vec<exhibit_common::records::ProcessRecord>>> {
+        let opts = bollard::query_parameters::TopOptions {
+            ps_args: super::remote::PS_ARGS.into(),
+        };
+        // A daemon whose ps refuses -o gets the default listing (ps -ef).
+        let top = match self.docker.top_processes(id, Some(opts)).await {
+            Ok(t) => t,
+            Err(_) => self
+                .docker
+                .top_processes(id, None::<bollard::query_parameters::TopOptions>)
+                .await
+                .with_context(|| format!("GET /containers/{id}/top"))?,
+        };
+        Ok(Some(super::remote::processes_from_top(
+            &top.titles.unwrap_or_default(),
+            &top.processes.unwrap_or_default(),
+        )))
     }
 
     fn resumer(&self, id: &str) -> crate::interrupt::Resumer {

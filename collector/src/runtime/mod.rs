@@ -5,8 +5,9 @@
 
 pub mod containerd;
 pub mod docker;
+pub mod remote;
 
-use exhibit_common::records::{LogLine, MountRecord};
+use exhibit_common::records::{LogLine, MountRecord, ProcessRecord};
 use std::path::PathBuf;
 
 /// One line of `exhibit-collect list`.
@@ -97,6 +98,16 @@ pub trait Runtime {
     ) -> anyhow::Result<Option<(Vec<ApiEntry>, std::fs::File)>>;
     /// A handle that resumes the container from a signal handler.
     fn resumer(&self, id: &str) -> crate::interrupt::Resumer;
+    /// The daemon's address when it is not a local unix socket (remote.rs): then no
+    /// host path or pid the runtime reports may be read on this host.
+    fn remote(&self) -> Option<&str> {
+        None
+    }
+    /// The container's processes as the runtime's own API lists them (Docker `top`),
+    /// for a remote daemon; `None` when the runtime has no such API.
+    async fn top(&self, _id: &str) -> anyhow::Result<Option<Vec<ProcessRecord>>> {
+        Ok(None)
+    }
 }
 
 /// One entry of a filesystem diff read through a runtime API, in path order. Content of
