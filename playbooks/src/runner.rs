@@ -77,6 +77,17 @@ pub fn sibling(name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
+/// A command in its own process group: a Ctrl-C at the terminal reaches exhibit-drill
+/// only, which then stops the command in progress itself (see `bounded`), lets a
+/// `docker run` finish so the container it makes is known and removed, and keeps the
+/// cleanup commands from being interrupted.
+fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut c = Command::new(program);
+    c.process_group(0);
+    c
+}
+
 fn output(cmd: &mut Command) -> Result<Output> {
     cmd.output()
         .with_context(|| format!("running {:?}", cmd.get_program()))
@@ -175,7 +186,7 @@ struct Target<'a> {
 
 impl<'a> Target<'a> {
     fn ctr(&self) -> Command {
-        let mut c = Command::new("ctr");
+        let mut c = command("ctr");
         c.args(["-a", &self.s.containerd_address, "-n", &self.s.namespace]);
         c
     }
@@ -191,7 +202,7 @@ impl<'a> Target<'a> {
         };
         match s.runtime {
             DrillRuntime::Docker => {
-                let mut c = Command::new("docker");
+                let mut c = command("docker");
                 c.args(["run", "-d", "--name", &name, "--label", "exhibit-drill=1"]);
                 if drill.run.privileged {
                     c.arg("--privileged");
@@ -255,7 +266,7 @@ impl<'a> Target<'a> {
     fn exec(&self, script: &str, budget: Budget, what: &str) -> Result<Output> {
         match self.s.runtime {
             DrillRuntime::Docker => bounded(
-                Command::new("docker").args(["exec", &self.name, "sh", "-c", script]),
+                command("docker").args(["exec", &self.name, "sh", "-c", script]),
                 budget,
                 what,
             ),
@@ -294,9 +305,7 @@ impl Drop for Target<'_> {
         }
         match self.s.runtime {
             DrillRuntime::Docker => {
-                let _ = Command::new("docker")
-                    .args(["rm", "-f", &self.name])
-                    .output();
+                let _ = command("docker").args(["rm", "-f", &self.name]).output();
             }
             DrillRuntime::Containerd => {
                 let _ = self
@@ -420,7 +429,7 @@ fn run_inner(
         None => {
             let prefix = dir.join("drill");
             checked(
-                Command::new(sibling("exhibit-collect"))
+                command(sibling("exhibit-collect"))
                     .args(["keygen", "--out"])
                     .arg(&prefix),
             )?;
@@ -461,7 +470,7 @@ fn run_inner(
         DrillRuntime::Containerd => "containerd",
     };
     let cap = bounded(
-        Command::new(sibling("exhibit-collect"))
+        command(sibling("exhibit-collect"))
             .args([
                 "capture",
                 "--quiet",
@@ -496,7 +505,7 @@ fn run_inner(
         .ok_or_else(|| anyhow!("capture wrote no bundle"))?;
     card.bundle = Some(bundle.clone());
     let t = Instant::now();
-    let mut report = Command::new(sibling("exhibit-analyze"));
+    let mut report = command(sibling("exhibit-analyze"));
     report
         .arg("report")
         .arg(&bundle)

@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use support::{analyze, bin, containerd_address, run};
@@ -220,7 +221,9 @@ fn a_staging_step_over_the_budget_is_killed_and_the_drill_errors() {
 
 #[test]
 fn sigint_or_sigterm_during_a_drill_removes_its_container() {
-    for (rt, sig) in [("docker", "INT"), ("containerd", "TERM")] {
+    // SIGINT as a terminal's Ctrl-C sends it, to exhibit-drill's whole process group;
+    // SIGTERM to exhibit-drill alone, as `kill` does.
+    for (rt, sig, target) in [("docker", "INT", "group"), ("containerd", "TERM", "pid")] {
         let dir = tempfile::tempdir().unwrap();
         let mark = tempfile::tempdir().unwrap();
         write_drill(
@@ -235,6 +238,7 @@ fn sigint_or_sigterm_during_a_drill_removes_its_container() {
             .arg("--drills")
             .arg(dir.path())
             .args(["run", "slow", "--runtime", rt, "--format", "json"])
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -260,7 +264,11 @@ fn sigint_or_sigterm_during_a_drill_removes_its_container() {
             !leftovers(pid).is_empty(),
             "{rt}: the drill container should exist while staging"
         );
-        let k = run(Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]));
+        let whom = match target {
+            "group" => format!("-{pid}"),
+            _ => pid.to_string(),
+        };
+        let k = run(Command::new("kill").args([&format!("-{sig}"), "--", &whom]));
         assert!(k.status.success());
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
