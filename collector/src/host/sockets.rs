@@ -166,19 +166,12 @@ pub fn read_netns(
 ) -> Vec<SocketRecord> {
     let mut out = Vec::new();
     for proto in NET_TABLES {
-        let bytes = match std::fs::read(format!("/proc/{pid}/net/{proto}")) {
-            Ok(b) => b,
+        let bytes = match read_table(pid, proto) {
+            Ok(Some(b)) => b,
+            Ok(None) => continue,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && proto == "tcp" => {
                 errors.push(format!("sockets of netns {netns} via pid {pid}: {e}"));
                 return out;
-            }
-            // raw, raw6 and packet are absent from kernels built without them; any
-            // other error reading them is recorded like the others'.
-            Err(e)
-                if e.kind() == std::io::ErrorKind::NotFound
-                    && matches!(proto, "raw" | "raw6" | "packet") =>
-            {
-                continue
             }
             Err(e) => {
                 errors.push(format!("{proto} of pid {pid}: {e}"));
@@ -209,6 +202,23 @@ pub fn read_netns(
         }
     }
     out
+}
+
+/// Reads /proc/PID/net/`proto`. `Ok(None)` only for a raw, raw6 or packet table this
+/// kernel does not have (absent from /proc/self/net too); every other failure, such as
+/// the process exiting between two tables, is an error for the caller to record.
+pub fn read_table(pid: i32, proto: &str) -> std::io::Result<Option<Vec<u8>>> {
+    match std::fs::read(format!("/proc/{pid}/net/{proto}")) {
+        Ok(b) => Ok(Some(b)),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && matches!(proto, "raw" | "raw6" | "packet")
+                && !std::path::Path::new(&format!("/proc/self/net/{proto}")).exists() =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Parses /proc/net/raw or raw6: (local "addr:proto", remote, inode) per line.
@@ -288,6 +298,26 @@ pub fn collect(procs: &[ProcessRecord], errors: &mut Vec<String>) -> Vec<SocketR
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_and_packet_tables_that_cannot_be_read_are_errors() {
+        let me = std::process::id() as i32;
+        // A pid that does not exist (beyond pid_max): like a process that exited
+        // between two tables.
+        let gone = i32::MAX;
+        for proto in ["raw", "raw6", "packet"] {
+            let present = std::path::Path::new(&format!("/proc/self/net/{proto}")).exists();
+            match read_table(gone, proto) {
+                Err(e) => assert!(present, "{proto}: {e}"),
+                Ok(None) => assert!(!present, "{proto}: the kernel has it, the error was lost"),
+                Ok(Some(_)) => panic!("{proto}: read through a pid that does not exist"),
+            }
+            assert_eq!(read_table(me, proto).unwrap().is_some(), present);
+        }
+        let mut errors = Vec::new();
+        assert!(read_netns(1, gone, &BTreeMap::new(), false, &mut errors).is_empty());
+        assert_eq!(errors.len(), 1, "{errors:?}");
+    }
 
     #[test]
     fn parses_raw_and_packet_tables() {
