@@ -71,17 +71,30 @@ struct Capped<R> {
     left: u64,
 }
 
+// The zstd decoder reports a file that ends inside a frame as "incomplete frame"; say
+// what that means for a bundle.
+fn truncation(e: io::Error) -> io::Error {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("truncated: the file ends inside a zstd frame ({e})"),
+        )
+    } else {
+        e
+    }
+}
+
 impl<R: Read> Read for Capped<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.left == 0 {
             let mut probe = [0u8; 1];
-            return match self.inner.read(&mut probe)? {
+            return match self.inner.read(&mut probe).map_err(truncation)? {
                 0 => Ok(0),
                 _ => Err(io::Error::other("decompressed size over the bundle limit")),
             };
         }
         let want = buf.len().min(self.left.min(usize::MAX as u64) as usize);
-        let n = self.inner.read(&mut buf[..want])?;
+        let n = self.inner.read(&mut buf[..want]).map_err(truncation)?;
         self.left -= n as u64;
         Ok(n)
     }
@@ -185,6 +198,9 @@ pub fn verify(path: &Path, opts: &VerifyOptions) -> Result<VerifiedBundle, Verif
             io::ErrorKind::InvalidInput,
             "not a regular file",
         )));
+    }
+    if meta.len() == 0 {
+        return Err(invalid(None, "truncated: the file is empty"));
     }
     let cap = opts.max_decompressed.unwrap_or(MAX_DECOMPRESSED);
     let raw = FileHasher {
@@ -430,10 +446,23 @@ pub fn verify(path: &Path, opts: &VerifyOptions) -> Result<VerifiedBundle, Verif
         match (got, entry) {
             (false, None) => break,
             (true, None) => {
-                return Err(invalid(
-                    Some(CHANGES),
-                    format!("record {} has no entry in the bundle", read_lines + 1),
-                ));
+                // Name the member the record describes (changes.jsonl is verified).
+                let named = json::parse::<ChangeRecord>(&line)
+                    .ok()
+                    .map(|r| r.member.lossy());
+                return Err(match named {
+                    Some(m) => invalid(
+                        Some(&m),
+                        format!(
+                            "missing from the bundle (record {} of {CHANGES} has no entry)",
+                            read_lines + 1
+                        ),
+                    ),
+                    None => invalid(
+                        Some(CHANGES),
+                        format!("record {} has no entry in the bundle", read_lines + 1),
+                    ),
+                });
             }
             (false, Some((name, _, _))) => {
                 return Err(invalid(
