@@ -287,6 +287,8 @@ fn keygen(out: &std::path::Path) -> Result<u8> {
 pub struct Runtimes {
     pub docker: Option<DockerRuntime>,
     pub containerd: Option<ContainerdRuntime>,
+    /// With --runtime auto: the runtimes that were tried and did not answer, and why.
+    pub errors: Vec<String>,
 }
 
 /// Connects to the runtimes `conn` asks for. With auto, a runtime whose socket is absent
@@ -295,6 +297,7 @@ pub async fn connect(conn: &Connection) -> Result<Runtimes> {
     let mut rts = Runtimes {
         docker: None,
         containerd: None,
+        errors: Vec::new(),
     };
     let mut errors = Vec::new();
     if conn.runtime != RuntimeChoice::Containerd {
@@ -342,6 +345,7 @@ pub async fn connect(conn: &Connection) -> Result<Runtimes> {
         }
         return Err(e.into());
     }
+    rts.errors = errors;
     Ok(rts)
 }
 
@@ -429,12 +433,7 @@ struct Target {
     shown: String,
 }
 
-/// The containers chosen, and one error per requested name that names no single
-/// container (DESIGN.md: the others are still captured, exit 2).
-async fn select_targets(
-    args: &CaptureArgs,
-    rts: &Runtimes,
-) -> Result<(Vec<Target>, Vec<anyhow::Error>)> {
+async fn select_targets(args: &CaptureArgs, rts: &Runtimes) -> Result<Vec<Target>> {
     let all = list_all(rts).await?;
     if args.all {
         let mut filters = Vec::new();
@@ -451,7 +450,7 @@ async fn select_targets(
             filters.push((k.to_string(), v.to_string()));
         }
         let mut seen = std::collections::BTreeSet::new();
-        let chosen = all
+        return Ok(all
             .iter()
             .filter(|c| {
                 c.status == "running"
@@ -464,11 +463,9 @@ async fn select_targets(
                 id: c.id.clone(),
                 shown: c.name.clone(),
             })
-            .collect();
-        return Ok((chosen, Vec::new()));
+            .collect());
     }
     let mut out = Vec::new();
-    let mut failed = Vec::new();
     for q in &args.containers {
         let found = resolve(&all, q);
         // Docker's containers also live in containerd's `moby` namespace: one container.
@@ -499,10 +496,15 @@ async fn select_targets(
                         }
                     }
                 }
-                failed.push(
-                    e.hint("run `exhibit-collect list` to see the containers")
-                        .into(),
-                );
+                // A runtime that did not answer may hold it (--runtime auto).
+                for err in &rts.errors {
+                    e = e.hint(format!(
+                        "not searched: {err}; fix that, or choose the runtime with --runtime"
+                    ));
+                }
+                return Err(e
+                    .hint("run `exhibit-collect list` to see the containers")
+                    .into());
             }
             _ => {
                 let names: Vec<String> = distinct
@@ -520,18 +522,16 @@ async fn select_targets(
                         )
                     })
                     .collect();
-                failed.push(
-                    UserError::new(format!(
-                        "{q:?} matches several containers: {}",
-                        names.join(", ")
-                    ))
-                    .hint("give a longer id prefix or --runtime")
-                    .into(),
-                );
+                return Err(UserError::new(format!(
+                    "{q:?} matches several containers: {}",
+                    names.join(", ")
+                ))
+                .hint("give a longer id prefix or --runtime")
+                .into());
             }
         }
     }
-    Ok((out, failed))
+    Ok(out)
 }
 
 fn searched(rts: &Runtimes, conn: &Connection) -> String {
@@ -594,21 +594,12 @@ async fn capture_cmd(args: CaptureArgs) -> Result<u8> {
             d.force_snapshot = true;
         }
     }
-    let (targets, mut unresolved) = select_targets(&args, &rts).await?;
-    if targets.is_empty() && unresolved.len() == 1 {
-        return Err(unresolved.remove(0));
-    }
-    // Several requested names go to a directory even when some are unknown.
-    let requested = if args.all {
-        targets.len()
-    } else {
-        args.containers.len()
-    };
+    let targets = select_targets(&args, &rts).await?;
     let dest = match &args.output {
         Some(p) if p.as_os_str() == "-" => Destination::Stdout,
         Some(p) if p.is_dir() => Destination::Dir(p.clone()),
         // Several containers always go to a directory; create it.
-        Some(p) if args.all || requested > 1 => {
+        Some(p) if args.all || targets.len() > 1 => {
             std::fs::create_dir_all(p).map_err(|e| {
                 UserError::new(format!(
                     "cannot create output directory {}: {e}",
@@ -621,9 +612,10 @@ async fn capture_cmd(args: CaptureArgs) -> Result<u8> {
         Some(p) => Destination::File(p.clone()),
         None => Destination::Dir(PathBuf::from(".")),
     };
-    if !matches!(dest, Destination::Dir(_)) && requested != 1 {
+    if !matches!(dest, Destination::Dir(_)) && targets.len() != 1 {
         return Err(UserError::new(format!(
-            "-o FILE and -o - take exactly one container, {requested} selected"
+            "-o FILE and -o - take exactly one container, {} selected",
+            targets.len()
         ))
         .hint("use -o DIR for several containers")
         .into());
@@ -640,15 +632,6 @@ async fn capture_cmd(args: CaptureArgs) -> Result<u8> {
                     .into());
             }
         }
-    }
-    // Names that match nothing: said first, captured nothing, exit 2 at the end.
-    let mut worst = 0u8;
-    for e in &unresolved {
-        report(e);
-        worst = 2;
-    }
-    if targets.is_empty() && worst == 2 {
-        return Ok(worst);
     }
     if targets.is_empty() {
         return Err(UserError::new("no running container matches")
@@ -688,6 +671,7 @@ async fn capture_cmd(args: CaptureArgs) -> Result<u8> {
         },
     };
     crate::interrupt::install().context("installing the SIGINT and SIGTERM handlers")?;
+    let mut worst = 0u8;
     for t in &targets {
         let r: Result<Captured> = match t.runtime {
             "docker" => match &rts.docker {

@@ -505,3 +505,111 @@ fn cri_log_files_are_read_from_the_pod_uid_directory() {
             .contains("decoy line")
     );
 }
+
+fn hints(out: &std::process::Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|l| l.strip_prefix("hint: ").map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn auto_names_a_runtime_that_did_not_answer() {
+    // containerd's address is not a socket: auto goes on with Docker alone, and the
+    // container not found there may be in containerd, so the hint says containerd failed.
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("containerd.sock");
+    std::fs::write(&fake, b"").unwrap();
+    let q = unique("no-such-container");
+    let out = run(collect()
+        .args(["capture", "--runtime", "auto", &q, "--unsigned", "-o"])
+        .arg(dir.path())
+        .arg("--containerd-address")
+        .arg(&fake));
+    assert_eq!(out.status.code(), Some(2));
+    let h = hints(&out);
+    assert!(
+        h.iter().any(
+            |l| l.contains("not searched: containerd at") && l.contains(fake.to_str().unwrap())
+        ),
+        "{h:?}"
+    );
+    // Docker unreachable: containerd alone, and the hint names Docker's error.
+    let out = run(collect()
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .args(["capture", "--runtime", "auto", &q, "--unsigned", "-o"])
+        .arg(dir.path()));
+    assert_eq!(out.status.code(), Some(2));
+    let h = hints(&out);
+    assert!(
+        h.iter().any(|l| l.contains("not searched: docker")),
+        "{h:?}"
+    );
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().count() == 1,
+        "nothing written"
+    );
+}
+
+#[test]
+fn every_query_form_of_a_container_in_another_namespace_gets_the_namespace_hint() {
+    let ns = unique("exhibit-elsewhere");
+    import_shell(&ns);
+    let id = unique("exhibit-far");
+    let pod = unique("far-pod");
+    let mut create = ctr(&ns);
+    create.args(["containers", "create"]);
+    for l in [
+        format!("io.kubernetes.pod.name={pod}"),
+        "io.kubernetes.pod.namespace=shop".to_string(),
+        "io.kubernetes.container.name=web".to_string(),
+    ] {
+        create.args(["--label", &l]);
+    }
+    ok(create.args([SHELL_IMAGE, &id]));
+    let c = CtrContainer {
+        ns: ns.clone(),
+        id: id.clone(),
+    };
+    let queries = [
+        id.clone(),
+        format!("containerd://{id}"),
+        format!("shop/{pod}/web"),
+    ];
+    let outs: Vec<_> = queries
+        .iter()
+        .map(|q| {
+            run(collect().args([
+                "capture",
+                "--runtime",
+                "containerd",
+                q,
+                "--unsigned",
+                "-o",
+                "/nonexistent-dir/x",
+            ]))
+        })
+        .collect();
+    drop(c);
+    let _ = ctr(&ns).args(["images", "rm", SHELL_IMAGE]).output();
+    // The namespace empties once containerd's garbage collector has run.
+    let addr = support::containerd_address();
+    for _ in 0..50 {
+        let rm = Command::new("ctr")
+            .args(["-a", &addr, "namespaces", "rm", &ns])
+            .output();
+        if rm.is_ok_and(|o| o.status.success()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    for (q, out) in queries.iter().zip(outs) {
+        assert_eq!(out.status.code(), Some(2), "{q}");
+        let h = hints(&out);
+        assert!(
+            h.iter()
+                .any(|l| l.contains(&ns) && l.contains("--namespace")),
+            "{q}: {h:?}"
+        );
+    }
+}
