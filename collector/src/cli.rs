@@ -433,7 +433,12 @@ struct Target {
     shown: String,
 }
 
-async fn select_targets(args: &CaptureArgs, rts: &Runtimes) -> Result<Vec<Target>> {
+/// The containers chosen, and one error per requested name that names no single
+/// container (DESIGN.md: the others are still captured, exit 2).
+async fn select_targets(
+    args: &CaptureArgs,
+    rts: &Runtimes,
+) -> Result<(Vec<Target>, Vec<anyhow::Error>)> {
     let all = list_all(rts).await?;
     if args.all {
         let mut filters = Vec::new();
@@ -450,7 +455,7 @@ async fn select_targets(args: &CaptureArgs, rts: &Runtimes) -> Result<Vec<Target
             filters.push((k.to_string(), v.to_string()));
         }
         let mut seen = std::collections::BTreeSet::new();
-        return Ok(all
+        let chosen = all
             .iter()
             .filter(|c| {
                 c.status == "running"
@@ -463,9 +468,11 @@ async fn select_targets(args: &CaptureArgs, rts: &Runtimes) -> Result<Vec<Target
                 id: c.id.clone(),
                 shown: c.name.clone(),
             })
-            .collect());
+            .collect();
+        return Ok((chosen, Vec::new()));
     }
     let mut out = Vec::new();
+    let mut failed = Vec::new();
     for q in &args.containers {
         let found = resolve(&all, q);
         // Docker's containers also live in containerd's `moby` namespace: one container.
@@ -502,9 +509,10 @@ async fn select_targets(args: &CaptureArgs, rts: &Runtimes) -> Result<Vec<Target
                         "not searched: {err}; fix that, or choose the runtime with --runtime"
                     ));
                 }
-                return Err(e
-                    .hint("run `exhibit-collect list` to see the containers")
-                    .into());
+                failed.push(
+                    e.hint("run `exhibit-collect list` to see the containers")
+                        .into(),
+                );
             }
             _ => {
                 let names: Vec<String> = distinct
@@ -522,16 +530,18 @@ async fn select_targets(args: &CaptureArgs, rts: &Runtimes) -> Result<Vec<Target
                         )
                     })
                     .collect();
-                return Err(UserError::new(format!(
-                    "{q:?} matches several containers: {}",
-                    names.join(", ")
-                ))
-                .hint("give a longer id prefix or --runtime")
-                .into());
+                failed.push(
+                    UserError::new(format!(
+                        "{q:?} matches several containers: {}",
+                        names.join(", ")
+                    ))
+                    .hint("give a longer id prefix or --runtime")
+                    .into(),
+                );
             }
         }
     }
-    Ok(out)
+    Ok((out, failed))
 }
 
 fn searched(rts: &Runtimes, conn: &Connection) -> String {
@@ -594,12 +604,21 @@ async fn capture_cmd(args: CaptureArgs) -> Result<u8> {
             d.force_snapshot = true;
         }
     }
-    let targets = select_targets(&args, &rts).await?;
+    let (targets, mut unresolved) = select_targets(&args, &rts).await?;
+    if targets.is_empty() && unresolved.len() == 1 {
+        return Err(unresolved.remove(0));
+    }
+    // Several requested names go to a directory even when some are unknown.
+    let requested = if args.all {
+        targets.len()
+    } else {
+        args.containers.len()
+    };
     let dest = match &args.output {
         Some(p) if p.as_os_str() == "-" => Destination::Stdout,
         Some(p) if p.is_dir() => Destination::Dir(p.clone()),
         // Several containers always go to a directory; create it.
-        Some(p) if args.all || targets.len() > 1 => {
+        Some(p) if args.all || requested > 1 => {
             std::fs::create_dir_all(p).map_err(|e| {
                 UserError::new(format!(
                     "cannot create output directory {}: {e}",
@@ -612,10 +631,9 @@ async fn capture_cmd(args: CaptureArgs) -> Result<u8> {
         Some(p) => Destination::File(p.clone()),
         None => Destination::Dir(PathBuf::from(".")),
     };
-    if !matches!(dest, Destination::Dir(_)) && targets.len() != 1 {
+    if !matches!(dest, Destination::Dir(_)) && requested != 1 {
         return Err(UserError::new(format!(
-            "-o FILE and -o - take exactly one container, {} selected",
-            targets.len()
+            "-o FILE and -o - take exactly one container, {requested} selected"
         ))
         .hint("use -o DIR for several containers")
         .into());
@@ -632,6 +650,15 @@ async fn capture_cmd(args: CaptureArgs) -> Result<u8> {
                     .into());
             }
         }
+    }
+    // Names that match nothing: said first, captured nothing, exit 2 at the end.
+    let mut worst = 0u8;
+    for e in &unresolved {
+        report(e);
+        worst = 2;
+    }
+    if targets.is_empty() && worst == 2 {
+        return Ok(worst);
     }
     if targets.is_empty() {
         return Err(UserError::new("no running container matches")
@@ -671,7 +698,6 @@ async fn capture_cmd(args: CaptureArgs) -> Result<u8> {
         },
     };
     crate::interrupt::install().context("installing the SIGINT and SIGTERM handlers")?;
-    let mut worst = 0u8;
     for t in &targets {
         let r: Result<Captured> = match t.runtime {
             "docker" => match &rts.docker {
