@@ -269,7 +269,7 @@ async fn remote_processes<R: Runtime>(
         "files.mounts",
         "skipped",
         Some(format!(
-            "{why}: tmpfs mounts and runtime files (hosts, hostname, resolv.conf) recorded as metadata only"
+            "{why}: tmpfs mounts, volumes and runtime files (hosts, hostname, resolv.conf) recorded as metadata only, whatever --volumes says"
         )),
         None,
     );
@@ -472,10 +472,10 @@ async fn capture_frozen<R: Runtime>(
         None => Box::new(BufWriter::with_capacity(1 << 20, std::io::stdout().lock())),
     };
     let mut writer = BundleWriter::new(HashingWriter::new(sink), opts.writer)?;
-    writer.add_member(
-        members::HOST,
-        &serde_json::to_vec_pretty(&host::identity(facts.runtime, &facts.runtime_version))?,
-    )?;
+    let mut identity = host::identity(facts.runtime, &facts.runtime_version);
+    // The daemon's address when it is remote: the container runs on its host, not this one.
+    identity["runtime"]["remote"] = rt.remote().into();
+    writer.add_member(members::HOST, &serde_json::to_vec_pretty(&identity)?)?;
     let container = serde_json::json!({
         "runtime": facts.runtime,
         "inspect": facts.inspect_json,

@@ -12,7 +12,8 @@ Prints "OK <n> subjects" and exits 0 when the bundle verifies; prints
 
 What is checked:
   * the bundle is one zstd stream (window <= 2^27) holding a POSIX tar, read in one
-    streaming pass; no PAX global headers; no data after the end-of-archive blocks
+    streaming pass; no PAX global headers; the padding after each entry's data and
+    after each PAX header's records is zero; no data after the end-of-archive blocks
     other than zero padding;
   * the last member is exhibit/manifest.dsse.json, a DSSE envelope whose payloadType
     is application/vnd.in-toto+json and which carries at least one Ed25519 signature
@@ -254,6 +255,37 @@ class RingReader:
             raise Fail("internal: end-of-archive offset outside the kept window")
         return bytes(self.buf[offset - self.start :])
 
+    def span(self, start, end):
+        """The stream's bytes [start, end), which must still be in the kept window."""
+        if start < self.start or end > self.end or start > end:
+            raise Fail(f"tar bytes {start}..{end} outside the verifier's window")
+        return bytes(self.buf[start - self.start : end - self.start])
+
+
+def check_padding(ring, name, start, end):
+    """The bytes between the end of an entry's data (or of a PAX header's records) and
+    the next 512-byte boundary must be zero (section 3.1)."""
+    if end - start >= 512:
+        raise Fail(f"{show(name)}: {end - start} bytes between its data and the next header")
+    pad = ring.span(start, end)
+    if pad.count(0) != len(pad):
+        raise Fail(f"{show(name)}: non-zero bytes in the tar padding after its data")
+
+
+def check_pax_padding(ring, m, nb):
+    """An entry with a PAX header: the records' padding must be zero."""
+    header_at = m.offset_data - 512
+    if header_at <= m.offset:
+        return
+    x = ring.span(m.offset, m.offset + 512)
+    if x[156:157] != b"x":
+        return
+    try:
+        size = int(x[124:136].split(b"\0")[0].strip() or b"0", 8)
+    except ValueError:
+        raise Fail(f"{show(nb)}: malformed PAX header size") from None
+    check_padding(ring, nb, m.offset + 512 + size, header_at)
+
 
 def check_tail(tf, ring):
     """After the last member: only the end-of-archive blocks (two or more zero blocks)
@@ -311,11 +343,16 @@ def scan(path):
     with open(path, "rb") as raw:
         ring = RingReader(ZstdFrames(raw), MAX_DECOMPRESSED)
         tf = tarfile.open(fileobj=ring, mode="r|", encoding="utf-8", errors="surrogateescape")
+        prev = None  # (name bytes, end of its data) of the member before
         for m in tf:
             if envelope_seen:
                 raise Fail(f"member {show(name_bytes(m.name))!r} after {ENVELOPE} (must be last)")
             name = m.name
             nb = name_bytes(name)
+            if prev is not None:
+                check_padding(ring, prev[0], prev[1], m.offset)
+            check_pax_padding(ring, m, nb)
+            prev = (nb, m.offset_data + (m.size if m.isreg() else 0))
             if name.startswith(META_PREFIX):
                 if not m.isreg():
                     raise Fail(f"metadata member {show(nb)!r} is not a regular file")
@@ -368,6 +405,8 @@ def scan(path):
                 )
         if tf.pax_headers:
             raise Fail("bundle has a PAX global header")
+        if prev is not None:
+            check_padding(ring, prev[0], prev[1], tf.offset)
         check_tail(tf, ring)
 
     if not envelope_seen:

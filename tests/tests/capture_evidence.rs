@@ -255,6 +255,8 @@ fn a_remote_daemon_gives_engine_api_evidence_and_nothing_from_this_hosts_proc() 
         .any(|p| p.argv.items.iter().any(|a| a.as_bytes() == b"sleep")));
     let cont = json_member(&v, "exhibit/container.json");
     assert_eq!(cont["summary"]["id"], c.id.as_str());
+    let host = json_member(&v, "exhibit/host.json");
+    assert_eq!(host["runtime"]["remote"], proxy.url.as_str());
 }
 
 #[test]
@@ -636,6 +638,7 @@ fn custody_fields_and_the_acquisition_log() {
     let release = ok(Command::new("uname").arg("-r")).trim().to_string();
     assert!(host["kernel"].as_str().unwrap().contains(&release));
     assert_eq!(host["runtime"]["name"], "docker");
+    assert!(host["runtime"]["remote"].is_null());
     let server = ok(Command::new("docker").args(["version", "-f", "{{.Server.Version}}"]));
     assert_eq!(host["runtime"]["version"], server.trim());
     assert_eq!(host["tool"]["name"], "exhibit-collect");

@@ -294,3 +294,36 @@ fn a_truncated_file_is_refused() {
         );
     }
 }
+
+#[test]
+fn non_zero_tar_padding_is_refused() {
+    // Section 3.1: the padding after an entry's data, and after a PAX header's records,
+    // is zero bytes. Both verifiers refuse anything else (a place to hide bytes).
+    let l = lab();
+    let tar = decompress(&sample().bytes(Some(&l.key)));
+    let sp = tamper::spans(&tar);
+    for name in [
+        "exhibit/host.json",
+        "rootfs/tmp/.x",
+        "exhibit/fs/changes.jsonl",
+        "exhibit/manifest.dsse.json",
+    ] {
+        let s = tamper::span(&sp, name);
+        assert!(s.next > s.end + 2, "{name} has padding");
+        let mut t = tar.clone();
+        t[s.end + 1] = b'!';
+        let out = both_refuse(&l, &compress(&t), &format!("padding after {name}"));
+        assert!(out.contains("padding"), "{name}: {out}");
+    }
+    // The PAX header of rootfs/tmp/.x (mtime and xattr records).
+    let s = tamper::span(&sp, "rootfs/tmp/.x");
+    assert_eq!(tar[s.start + 156], b'x');
+    let size: usize = std::str::from_utf8(&tar[s.start + 124..s.start + 135])
+        .ok()
+        .and_then(|o| usize::from_str_radix(o, 8).ok())
+        .unwrap();
+    let mut t = tar.clone();
+    t[s.start + 512 + size + 1] = b'!';
+    let out = both_refuse(&l, &compress(&t), "padding after a PAX header");
+    assert!(out.contains("padding"), "{out}");
+}
