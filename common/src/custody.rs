@@ -110,4 +110,19 @@ mod tests {
         let without_middle = format!("{}\n{}\n", lines[0], lines[2]);
         assert!(check_chain(without_middle.as_bytes()).is_err());
     }
+
+    #[test]
+    fn empty_lines_and_a_missing_final_newline_are_refused() {
+        let mut log = AcquisitionLog::new();
+        log.record("a", "ok", None, None);
+        log.record("b", "ok", None, None);
+        let text = String::from_utf8(log.bytes().to_vec()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let blank = format!("{}\n\n{}\n", lines[0], lines[1]);
+        assert!(check_chain(blank.as_bytes()).is_err());
+        assert!(check_chain(text.trim_end().as_bytes()).is_err());
+        assert_eq!(check_chain(b"").unwrap().len(), 0);
+        assert_eq!(check_chain(b"\n").unwrap().len(), 0);
+        assert_eq!(check_chain(text.as_bytes()).unwrap().len(), 2);
+    }
 }

@@ -610,3 +610,86 @@ fn bytes_after_the_last_frame_fail_or_are_in_the_file_digest() {
     );
     assert_ne!(v.file_sha256().unwrap(), clean.file_sha256().unwrap());
 }
+
+#[test]
+fn bytes_under_a_whiteout_and_xattr_names_with_eq_or_nul_fail() {
+    let k = keys::generate().unwrap();
+    // A whiteout's header is rendered with size 0 whatever its record says: an entry
+    // that carries bytes (header re-checksummed, data block inserted) fails.
+    let tar = decompress(&sample(Some(&k)));
+    let (_, hs, data, _) = spans(&tar)
+        .into_iter()
+        .find(|s| s.0 == "rootfs/etc/.wh.motd")
+        .unwrap();
+    let h = data - 512;
+    let mut t = tar[..data].to_vec();
+    t[h + 124..h + 136].copy_from_slice(b"00000000005\0");
+    t[h + 148..h + 156].copy_from_slice(b"        ");
+    let sum: u32 = t[h..h + 512].iter().map(|&b| b as u32).sum();
+    t[h + 148..h + 156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    let mut block = b"EVIL!".to_vec();
+    block.resize(512, 0);
+    t.extend(block);
+    t.extend(&tar[data..]);
+    let msg = expect_invalid(
+        verify_bytes(&compress(&t), &[k.verifying_key()]),
+        "bytes under a whiteout",
+    );
+    assert!(msg.contains("rootfs/etc/.wh.motd"), "{msg}");
+    assert!(msg.contains("header does not match"), "{msg}");
+    let _ = hs;
+
+    // Extended attribute names that a PAX record cannot carry faithfully.
+    for name in [&b"user.a=b"[..], b"user.a\0b"] {
+        let mut w = BundleWriter::new(
+            Vec::new(),
+            WriterOptions {
+                level: 3,
+                threads: 0,
+            },
+        )
+        .unwrap();
+        let mut f = record(b"rootfs/a", b"/a", FileType::File, 1);
+        f.xattrs = vec![exhibit_common::records::Xattr {
+            name: ByteText(name.to_vec()),
+            value_b64: "eA==".into(),
+        }];
+        w.add_content(f, Some(&mut &b"x"[..]), |_, _| {}).unwrap();
+        let mut log = exhibit_common::custody::AcquisitionLog::new();
+        log.record("files", "ok", None, None);
+        w.add_member("exhibit/acquisition.jsonl", log.bytes())
+            .unwrap();
+        let b = w.finish(manifest(), Some(&k)).unwrap().0;
+        let msg = expect_invalid(
+            verify_bytes(&b, &[k.verifying_key()]),
+            &String::from_utf8_lossy(name),
+        );
+        assert!(msg.contains("extended attribute"), "{msg}");
+    }
+}
+
+#[test]
+fn the_writer_counts_the_envelope_among_the_exhibit_members() {
+    // changes.jsonl, the manifest and the envelope are exhibit/ members too: with
+    // 19,997 others the bundle has exactly 20,000 and is written; one more is refused
+    // by the writer, as the verifier would refuse it.
+    let write = |others: u32| {
+        let mut w = BundleWriter::new(
+            Vec::new(),
+            WriterOptions {
+                level: 1,
+                threads: 0,
+            },
+        )
+        .unwrap();
+        for i in 0..others {
+            w.add_member(&format!("exhibit/exe/{i:064x}"), b"").unwrap();
+        }
+        w.finish(manifest(), None)
+    };
+    assert!(write(19_997).is_ok());
+    let Err(err) = write(19_998) else {
+        panic!("20,001 exhibit/ members were written")
+    };
+    assert!(err.to_string().contains("exhibit/ member count"), "{err}");
+}
