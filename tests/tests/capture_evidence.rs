@@ -1036,12 +1036,21 @@ fn not_root_gets_a_hint_and_no_output() {
     let dir = tempfile::tempdir().unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let bin = support::bin("exhibit-collect");
+    // Reachable by uid 65534 whatever the target dir (it may sit under /root): a hard
+    // link, or a copy across filesystems, in the world-traversable temporary dir.
+    let built = support::bin("exhibit-collect");
+    let bin = dir.path().join("exhibit-collect");
+    if std::fs::hard_link(&built, &bin).is_err() {
+        std::fs::copy(&built, &bin).unwrap();
+    }
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    std::fs::set_permissions(&out_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     let out = run(Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(&bin)
         .args(["capture", "some-container", "--unsigned", "-o"])
-        .arg(dir.path())
+        .arg(&out_dir)
         .env_remove("DOCKER_HOST"));
     expect_code(&out, 2, "as uid 65534");
     let err = stderr(&out);
@@ -1056,5 +1065,5 @@ fn not_root_gets_a_hint_and_no_output() {
         "{err}"
     );
     assert!(out.stdout.is_empty());
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 0);
 }
