@@ -862,9 +862,16 @@ fn container_in_another_containerd_namespace_is_named_in_the_error() {
     let _ = ctr(&["containers", "rm", &name]);
     let _ = ctr(&["snapshots", "rm", &name]);
     let _ = ctr(&["images", "rm", image]);
-    let _ = Command::new("ctr")
-        .args(["-a", &addr, "namespaces", "rm", &ns])
-        .output();
+    // The namespace empties once containerd's garbage collector has run.
+    for _ in 0..50 {
+        let rm = Command::new("ctr")
+            .args(["-a", &addr, "namespaces", "rm", &ns])
+            .output();
+        if rm.is_ok_and(|o| o.status.success()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(

@@ -136,7 +136,7 @@ impl DockerRuntime {
         Ok(DockerRuntime {
             docker,
             version: version.version.unwrap_or_default(),
-            local: host.is_none_or(|h| h.starts_with("unix://") || h.starts_with('/')),
+            local: super::remote::is_local(host),
             remote: host
                 .filter(|h| !super::remote::is_local(Some(h)))
                 .map(str::to_string),
