@@ -313,8 +313,11 @@ fn containerd_going_away_mid_capture_still_seals_and_says_how_to_resume() {
 #[test]
 fn a_file_growing_during_the_read_is_stored_at_its_first_size_and_flagged() {
     let c = Container::start(Rt::Docker, "shell", &[]);
-    // Appends 64 KiB every millisecond or so, up to 400 MiB, until the container goes.
-    c.sh("(i=0; while [ $i -lt 6400 ]; do head -c 65536 /bin/busybox >> /tmp/grow; i=$((i+1)); done) >/dev/null 2>&1 &");
+    // Appends 64 KiB every millisecond or so until the test is done (/tmp/stop) or the
+    // file reaches 3 GiB: it must still be growing when the capture reads it, however
+    // slow a loaded machine makes the capture (a bounded run of appends could finish
+    // first). --max-file-size 4GiB keeps it under the content limit.
+    c.sh("(while [ ! -e /tmp/stop ]; do i=0; while [ $i -lt 64 ]; do head -c 65536 /bin/busybox >> /tmp/grow; i=$((i+1)); done; [ $(stat -c %s /tmp/grow) -lt 3221225472 ] || break; done) >/dev/null 2>&1 &");
     for _ in 0..100 {
         let size: u64 = c
             .sh("stat -c %s /tmp/grow 2>/dev/null || echo 0")
@@ -327,7 +330,11 @@ fn a_file_growing_during_the_read_is_stored_at_its_first_size_and_flagged() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let dir = tempfile::tempdir().unwrap();
-    let (out, bundle) = c.capture(dir.path(), &["--unsigned", "--quiet"]);
+    let (out, bundle) = c.capture(
+        dir.path(),
+        &["--unsigned", "--quiet", "--max-file-size", "4GiB"],
+    );
+    c.sh("touch /tmp/stop");
     let err = stderr(&out);
     assert!(matches!(out.status.code(), Some(0) | Some(1)), "{err}");
     let bundle = bundle.expect("a sealed bundle");
