@@ -319,6 +319,8 @@ async fn capture_frozen<R: Runtime>(
     started_at: String,
 ) -> Result<Captured> {
     // Most volatile first: processes and sockets.
+    let progress = crate::progress::Progress::new(opts.progress, &facts.name);
+    progress.step("processes");
     let mut processes: Vec<ProcessRecord> = Vec::new();
     let mut kept: BTreeMap<String, procs::KeptExe> = BTreeMap::new();
     let mut socket_records = Vec::new();
@@ -367,6 +369,7 @@ async fn capture_frozen<R: Runtime>(
                 log.record("processes.membership", "info", Some(n.clone()), None);
             }
             let mut errs = Vec::new();
+            progress.step("sockets");
             socket_records = sockets::collect(&processes, &mut errs);
             log.record(
                 "sockets",
@@ -378,6 +381,7 @@ async fn capture_frozen<R: Runtime>(
                 reasons.push(format!("sockets unreadable: {}", errs.join("; ")));
             }
             // Then memory: the regions --memory asks for, through /proc/PID/mem.
+            progress.step("memory");
             let mut caps = procs::MemoryCaps {
                 per_region: 64 << 20,
                 per_process: 256 << 20,
@@ -506,7 +510,7 @@ async fn capture_frozen<R: Runtime>(
 
     // Files.
     let mut mounts = facts.mounts.clone();
-    let progress = crate::progress::Progress::new(opts.progress, &facts.name);
+    progress.step("files");
     let tick = |entries: u64, bytes: u64| progress.files(entries, bytes);
     let wopts = walk::WalkOptions {
         max_file_size: opts.max_file_size,
@@ -649,7 +653,6 @@ async fn capture_frozen<R: Runtime>(
         walk_stats = walker.stats.clone();
         walk_stats.errors.extend(mount_errors);
     }
-    progress.finish();
     log.record(
         "files",
         if walk_stats.errors.is_empty() {
@@ -694,6 +697,7 @@ async fn capture_frozen<R: Runtime>(
     }
 
     // Logs.
+    progress.step("logs");
     let mut log_spool = tempfile::tempfile()?;
     let mut log_lines = 0u64;
     let mut logs_cut_at = None;

@@ -1,37 +1,56 @@
 //! Progress on stderr (indicatif): shown only on a terminal and without --quiet.
+//!
+//! One line per capture: the container, the step in progress (processes, sockets,
+//! memory, files, logs), and during the files step the entries and bytes stored so far,
+//! also inside one large file (the walker reports every few MiB it copies).
 
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
+use std::time::Duration;
 
-/// A spinner with files and bytes, or nothing.
+/// A spinner naming the step, with files and bytes, or nothing.
 pub struct Progress {
     bar: Option<ProgressBar>,
+    name: String,
 }
 
 impl Progress {
     /// A progress display for the capture of `name`, when wanted and stderr is a terminal.
     pub fn new(wanted: bool, name: &str) -> Self {
         if !wanted || !std::io::stderr().is_terminal() {
-            return Progress { bar: None };
+            return Progress {
+                bar: None,
+                name: name.to_string(),
+            };
         }
         let bar = ProgressBar::new_spinner();
-        let style = ProgressStyle::with_template("{spinner} {prefix} files: {msg} [{elapsed}]")
+        let style = ProgressStyle::with_template("{spinner} {prefix} {msg} [{elapsed}]")
             .unwrap_or_else(|_| ProgressStyle::default_spinner());
         bar.set_style(style);
         bar.set_prefix(format!("capturing {name}"));
-        Progress { bar: Some(bar) }
+        // Redrawn on a timer (indicatif limits the rate), not once per file.
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Progress {
+            bar: Some(bar),
+            name: name.to_string(),
+        }
     }
 
-    /// Entries and bytes so far.
+    /// The step now in progress.
+    pub fn step(&self, step: &str) {
+        if let Some(b) = &self.bar {
+            b.set_prefix(format!("capturing {}: {step}", self.name));
+            b.set_message("");
+        }
+    }
+
+    /// Entries and bytes stored so far (files step).
     pub fn files(&self, entries: u64, bytes: u64) {
         if let Some(b) = &self.bar {
-            if entries.is_multiple_of(64) {
-                b.set_message(format!(
-                    "{entries} entries, {}",
-                    indicatif::HumanBytes(bytes)
-                ));
-                b.tick();
-            }
+            b.set_message(format!(
+                "{entries} entries, {}",
+                indicatif::HumanBytes(bytes)
+            ));
         }
     }
 
@@ -40,5 +59,11 @@ impl Progress {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
     }
 }

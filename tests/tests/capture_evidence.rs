@@ -1067,3 +1067,47 @@ fn not_root_gets_a_hint_and_no_output() {
     assert!(out.stdout.is_empty());
     assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 0);
 }
+
+#[test]
+fn on_a_terminal_the_progress_line_names_the_step_and_counts_bytes_inside_a_large_file() {
+    // script(1) gives the collector a pseudo-terminal as stderr; what it draws there is
+    // copied to script's stdout. One 256 MiB file: progress must move inside it.
+    let c = Container::start(Rt::Docker, "shell", &[]);
+    c.sh("head -c 268435456 /dev/urandom > /tmp/big");
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("p.exhibit.tar.zst");
+    let cmd = format!(
+        "{} capture --runtime docker {} --unsigned -o {}",
+        support::bin("exhibit-collect").display(),
+        c.id,
+        bundle.display()
+    );
+    let out = run(Command::new("script")
+        .args(["-qefc", &cmd, "/dev/null"])
+        .env("CONTAINERD_ADDRESS", support::containerd_address())
+        .env_remove("DOCKER_HOST")
+        .env("TERM", "xterm"));
+    let tty = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{tty}");
+    assert!(bundle.exists(), "{tty}");
+    assert!(
+        tty.contains(&format!("capturing {}: files", c.name)),
+        "no files step on the terminal: {tty}"
+    );
+    // Byte counts drawn while /tmp/big was being copied (between 1 and 255 MiB).
+    let mid_file = tty.split("entries, ").skip(1).any(|rest| {
+        let figure: String = rest.chars().take_while(|ch| *ch != ' ').collect();
+        let unit: String = rest
+            .chars()
+            .skip(figure.len() + 1)
+            .take_while(|ch| ch.is_ascii_alphabetic())
+            .collect();
+        figure
+            .parse::<f64>()
+            .is_ok_and(|v| unit == "MiB" && (1.0..255.0).contains(&v))
+    });
+    assert!(mid_file, "no progress inside the large file: {tty}");
+    // Not a terminal (the other tests): nothing but the summary on stderr.
+    let (plain, _) = c.capture(dir.path(), &["--unsigned"]);
+    assert!(!stderr(&plain).contains("capturing "), "{}", stderr(&plain));
+}

@@ -24,6 +24,29 @@ pub struct WalkOptions {
     pub max_total: u64,
 }
 
+// Bytes copied out of one file between two progress reports.
+const PROGRESS_STEP: u64 = 8 << 20;
+
+// Passes reads through and reports the bytes read every PROGRESS_STEP.
+struct Counting<'a> {
+    inner: &'a mut dyn Read,
+    done: u64,
+    next: u64,
+    report: &'a dyn Fn(u64),
+}
+
+impl Read for Counting<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.done += n as u64;
+        if self.done >= self.next {
+            (self.report)(self.done);
+            self.next = self.done + PROGRESS_STEP;
+        }
+        Ok(n)
+    }
+}
+
 /// Totals of a walk, for the manifest and progress.
 #[derive(Debug, Default, Clone)]
 pub struct WalkStats {
@@ -574,6 +597,22 @@ impl<'w, W: Write> Walker<'w, W> {
     ) -> Result<(), WriteError> {
         let captured = rec.captured;
         let stored = rec.stored_size;
+        // Progress inside a large file too, every PROGRESS_STEP bytes copied.
+        let (progress, entries, bytes) = (self.progress, self.stats.entries, self.stats.bytes);
+        let report = |done: u64| progress(entries, bytes + done);
+        let mut counting;
+        let content: Option<&mut dyn Read> = match content {
+            Some(inner) => {
+                counting = Counting {
+                    inner,
+                    done: 0,
+                    next: PROGRESS_STEP,
+                    report: &report,
+                };
+                Some(&mut counting)
+            }
+            None => None,
+        };
         self.writer.add_content(rec, content, finish)?;
         self.stats.entries += 1;
         self.stats.bytes += stored;
