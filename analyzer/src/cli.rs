@@ -11,6 +11,7 @@ Examples:
   exhibit-analyze report BUNDLE --pubkey ir.pub --image web.tar --fail-on high
   exhibit-analyze report BUNDLE --pubkey ir.pub --profile expected.yaml
   exhibit-analyze report BUNDLE --pubkey ir.pub --format html > report.html
+  exhibit-analyze report BUNDLE --pubkey ir.pub --yara rules/ --fail-on high
   exhibit-analyze diff baseline.exhibit.tar.zst suspect.exhibit.tar.zst
   exhibit-analyze timeline BUNDLE --format bodyfile > body && mactime -b body -d
   exhibit-analyze profile good1.exhibit.tar.zst good2.exhibit.tar.zst -o expected.yaml
@@ -103,9 +104,14 @@ pub struct ReportArgs {
     /// Expected behaviour (YAML; see `exhibit-analyze profile`).
     #[arg(long, value_name = "FILE")]
     pub profile: Option<PathBuf>,
-    /// YARA rules (not supported yet).
+    /// YARA rules: a .yar file or a directory of .yar/.yara files (each file its own
+    /// namespace); scans captured files, kept executables and memory regions.
     #[arg(long, value_name = "PATH")]
     pub yara: Option<PathBuf>,
+    /// Bytes of one object held and scanned by --yara (1 to 1GiB); larger objects are
+    /// scanned up to this size and listed as truncated.
+    #[arg(long, value_name = "BYTES", default_value = "64MiB", value_parser = parse_scan_size)]
+    pub yara_max_size: u64,
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
     /// Exit 1 when a finding is at or above this severity.
@@ -165,4 +171,41 @@ pub struct ExtractArgs {
     /// New directory to create (filled as DIR.partial, renamed at the end).
     #[arg(short = 'o', long = "output", value_name = "DIR")]
     pub output: PathBuf,
+}
+
+/// Parses `--yara-max-size`: bytes with an optional KiB/MiB/GiB unit, 1 byte to 1 GiB.
+pub fn parse_scan_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("not a size: {s:?} (try 64MiB)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("unknown size unit in {s:?} (use KiB, MiB, GiB)")),
+    };
+    match n.checked_mul(mult) {
+        Some(v) if (1..=1 << 30).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is outside 1 byte to 1GiB")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_sizes_parse_with_units_and_limits() {
+        assert_eq!(parse_scan_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_scan_size("4096"), Ok(4096));
+        assert_eq!(parse_scan_size("1g"), Ok(1 << 30));
+        assert!(parse_scan_size("0").is_err());
+        assert!(parse_scan_size("2GiB").is_err());
+        assert!(parse_scan_size("99999999999999999999").is_err());
+        assert!(parse_scan_size("5 parsecs").is_err());
+    }
 }

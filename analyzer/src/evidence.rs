@@ -267,6 +267,14 @@ impl Evidence {
         self.bundle.walk_content(f).map_err(|e| self.verify_err(e))
     }
 
+    /// Walks exhibit/ members and content entries in tar order (second pass, re-hashed).
+    pub fn walk(
+        &self,
+        f: &mut dyn FnMut(exhibit_common::WalkEntry<'_>, &mut dyn Read) -> io::Result<()>,
+    ) -> Result<(), AnalyzeError> {
+        self.bundle.walk(f).map_err(|e| self.verify_err(e))
+    }
+
     /// sha256 of the bundle file.
     pub fn file_sha256(&self) -> Result<String, AnalyzeError> {
         self.bundle.file_sha256().map_err(|e| self.verify_err(e))

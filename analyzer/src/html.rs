@@ -33,7 +33,7 @@ td.subject,td.evidence{font-family:monospace;word-break:break-all}\
 .low{background:#d6eef8}.info{background:#eee}";
 
 /// Renders the report page.
-pub fn render_html(ev: &Evidence, findings: &[Finding]) -> String {
+pub fn render_html(ev: &Evidence, findings: &[Finding], notes: &[String]) -> String {
     let mut o = String::new();
     let c = &ev.container;
     let _ = write!(
@@ -60,6 +60,9 @@ pub fn render_html(ev: &Evidence, findings: &[Finding]) -> String {
         "<li>signer: {}</li>",
         escape(&signer_text(ev.bundle.signer()))
     );
+    for n in notes {
+        let _ = writeln!(o, "<li class=\"note\">note: {}</li>", escape(n));
+    }
     let _ = writeln!(
         o,
         "<li id=\"summary\">{}</li></ul>",

@@ -24,6 +24,7 @@ pub mod render;
 pub mod rules;
 pub mod show;
 pub mod timeline;
+pub mod yara_rules;
 
 pub use error::AnalyzeError;
 

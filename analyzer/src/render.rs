@@ -8,6 +8,7 @@ use crate::evidence::{load_keys, Evidence};
 use crate::finding::{Finding, Severity, Summary};
 use crate::image::SavedImage;
 use crate::profile::Profile;
+use crate::rules::yara::ScanSummary;
 use crate::rules::{self, RuleInput};
 use exhibit_common::dsse::SignerStatus;
 use serde_json::{json, Value};
@@ -52,6 +53,7 @@ pub fn report_json(
     ev: &Evidence,
     image: Option<&SavedImage>,
     profile: Option<&std::path::Path>,
+    yara: Option<&ScanSummary>,
     findings: &[Finding],
 ) -> Result<Value, AnalyzeError> {
     let c = &ev.container;
@@ -86,7 +88,9 @@ pub fn report_json(
         "inputs": {
             "image": image.map(|i| json!({"path": i.source.display().to_string(), "id": i.id, "repo_tags": i.repo_tags, "files": i.files.len()})),
             "profile": profile.map(|p| p.display().to_string()),
+            "yara": yara.map(|y| y.path.clone()),
         },
+        "yara": yara,
         "summary": Summary::of(findings),
         "findings": findings,
     }))
@@ -125,8 +129,66 @@ pub fn summary_line(s: &Summary) -> String {
     )
 }
 
+/// Lines about what the YARA scan covered (and did not), for the human formats and
+/// stderr: counts, objects truncated at `--yara-max-size`, failed scans.
+pub fn yara_notes(s: &ScanSummary) -> Vec<String> {
+    const LISTED: usize = 10;
+    let c = &s.scanned;
+    let mut notes = vec![format!(
+        "YARA: {} rule(s) from {}; scanned {} file(s), {} kept executable(s), {} memory region(s), {} bytes",
+        s.rules, s.path, c.files, c.executables, c.memory_regions, c.bytes
+    )];
+    if c.files_not_captured > 0 {
+        notes.push(format!(
+            "YARA: {} regular file(s) have no content in the bundle (captured: false) and were not scanned",
+            c.files_not_captured
+        ));
+    }
+    let list = |items: &[Value], key: &str| -> String {
+        items
+            .iter()
+            .take(LISTED)
+            .map(|v| {
+                format!(
+                    "{} ({})",
+                    v["member"].as_str().unwrap_or("?"),
+                    match &v[key] {
+                        Value::String(t) => t.clone(),
+                        other => format!("{other} bytes"),
+                    }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if s.truncated_total > 0 {
+        let more = s.truncated_total.saturating_sub(LISTED as u64);
+        notes.push(format!(
+            "YARA: {} object(s) larger than --yara-max-size ({} bytes) were scanned only up to it: {}{}",
+            s.truncated_total,
+            s.max_size,
+            list(&s.truncated, "size"),
+            if more > 0 { format!(" and {more} more") } else { String::new() }
+        ));
+    }
+    if s.errors_total > 0 {
+        let more = s.errors_total.saturating_sub(LISTED as u64);
+        notes.push(format!(
+            "YARA: the scan failed on {} object(s): {}{}",
+            s.errors_total,
+            list(&s.errors, "error"),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    notes
+}
+
 /// Text grouped by severity; coloured on a terminal unless NO_COLOR.
-pub fn render_text(ev: &Evidence, findings: &[Finding], colour: bool) -> String {
+pub fn render_text(ev: &Evidence, findings: &[Finding], notes: &[String], colour: bool) -> String {
     let mut o = String::new();
     let c = &ev.container;
     let _ = writeln!(
@@ -137,6 +199,9 @@ pub fn render_text(ev: &Evidence, findings: &[Finding], colour: bool) -> String 
         sanitize_line(c.id.as_deref().unwrap_or("?")),
         sanitize_line(&crate::evidence::signer_text(ev.bundle.signer()))
     );
+    for n in notes {
+        let _ = writeln!(o, "note: {}", sanitize_line(n));
+    }
     for sev in Severity::DESCENDING {
         let group: Vec<&Finding> = findings.iter().filter(|f| f.severity == sev).collect();
         if group.is_empty() {
@@ -186,7 +251,7 @@ pub fn md_escape(s: &str) -> String {
 }
 
 /// Markdown with one table per severity.
-pub fn render_markdown(ev: &Evidence, findings: &[Finding]) -> String {
+pub fn render_markdown(ev: &Evidence, findings: &[Finding], notes: &[String]) -> String {
     let mut o = String::new();
     let c = &ev.container;
     let _ = writeln!(o, "# exhibit report\n");
@@ -202,6 +267,9 @@ pub fn render_markdown(ev: &Evidence, findings: &[Finding]) -> String {
         "- signer: {}",
         md_escape(&crate::evidence::signer_text(ev.bundle.signer()))
     );
+    for n in notes {
+        let _ = writeln!(o, "- note: {}", md_escape(n));
+    }
     let _ = writeln!(
         o,
         "- {}\n",
@@ -234,14 +302,11 @@ pub fn render_markdown(ev: &Evidence, findings: &[Finding]) -> String {
 
 /// `report BUNDLE`.
 pub fn report_command(a: &ReportArgs) -> Result<u8, AnalyzeError> {
-    if let Some(y) = &a.yara {
-        return Err(AnalyzeError::input(
-            format!("--yara {}: YARA scanning is not supported yet", y.display()),
-            &["run the report without --yara; scan an `exhibit-analyze extract` directory with the yara CLI meanwhile"],
-        ));
-    }
     let keys = load_keys(&a.keys.pubkeys)?;
     let profile = a.profile.as_deref().map(Profile::load).transpose()?;
+    // Rules compile before the bundle is read: a broken rule fails fast, and nothing of
+    // the bundle is scanned before it verified.
+    let yara = a.yara.as_deref().map(crate::yara_rules::load).transpose()?;
     let ev = Evidence::open(&a.bundle, &keys)?;
     let prefer = ev
         .image
@@ -266,19 +331,34 @@ pub fn report_command(a: &ReportArgs) -> Result<u8, AnalyzeError> {
         image: image.as_ref(),
         profile: profile.as_ref(),
     };
-    let findings = rules::run(&input)?;
+    let yara_input = yara.as_ref().map(|rules| rules::YaraInput {
+        rules,
+        max_size: a.yara_max_size,
+    });
+    let (findings, scan) = rules::run_with_yara(&input, yara_input.as_ref())?;
+    let notes = scan.as_ref().map(yara_notes).unwrap_or_default();
+    // Coverage gaps go to stderr too, whatever the format: never silent.
+    for n in notes.iter().skip(1) {
+        eprintln!("warning: {}", sanitize_line(n));
+    }
     let text = match a.format {
         ReportFormat::Json => {
-            let v = report_json(&ev, image.as_ref(), a.profile.as_deref(), &findings)?;
+            let v = report_json(
+                &ev,
+                image.as_ref(),
+                a.profile.as_deref(),
+                scan.as_ref(),
+                &findings,
+            )?;
             serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
         }
         ReportFormat::Text => {
             let colour =
                 anstream::AutoStream::choice(&std::io::stdout()) != anstream::ColorChoice::Never;
-            render_text(&ev, &findings, colour)
+            render_text(&ev, &findings, &notes, colour)
         }
-        ReportFormat::Markdown => render_markdown(&ev, &findings),
-        ReportFormat::Html => crate::html::render_html(&ev, &findings),
+        ReportFormat::Markdown => render_markdown(&ev, &findings, &notes),
+        ReportFormat::Html => crate::html::render_html(&ev, &findings, &notes),
     };
     write_out(&text)?;
     let fail = a

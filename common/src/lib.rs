@@ -20,5 +20,5 @@ pub mod text;
 pub mod verify;
 pub mod writer;
 
-pub use verify::{verify, VerifiedBundle, VerifyError, VerifyOptions};
+pub use verify::{verify, VerifiedBundle, VerifyError, VerifyOptions, WalkEntry};
 pub use writer::{BundleWriter, WriterOptions};

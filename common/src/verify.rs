@@ -701,22 +701,86 @@ impl VerifiedBundle {
         &self,
         f: &mut dyn FnMut(&str, &mut dyn Read) -> io::Result<()>,
     ) -> Result<(), VerifyError> {
+        self.walk_pass(true, false, &mut |entry, body| match entry {
+            WalkEntry::Member(name) => f(name, body),
+            WalkEntry::Content(_) => Ok(()),
+        })
+    }
+
+    /// Streams every exhibit/ member but the envelope and every content entry (with its
+    /// record), in tar order, through `f` in one second pass: each exhibit/ member is
+    /// re-hashed against its verified digest, each content body against its record.
+    pub fn walk(
+        &self,
+        f: &mut dyn FnMut(WalkEntry<'_>, &mut dyn Read) -> io::Result<()>,
+    ) -> Result<(), VerifyError> {
+        self.walk_pass(true, true, f)
+    }
+
+    // The second pass behind walk, walk_members and walk_content. Entries of a kind not
+    // asked for are skipped unhashed; a pass that ends with verified members or records
+    // left over is "changed since verification".
+    fn walk_pass(
+        &self,
+        members: bool,
+        content: bool,
+        f: &mut dyn FnMut(WalkEntry<'_>, &mut dyn Read) -> io::Result<()>,
+    ) -> Result<(), VerifyError> {
         let mut tar = self.reopen()?;
+        let mut records = if content { Some(self.records()?) } else { None };
+        let mut members_seen = 0usize;
         while let Some(e) = tar.next_entry().map_err(|e| tar_err(None, e))? {
+            let class = classify(&e.header.path);
+            let is_content = matches!(class, Some(MemberClass::Content { .. }));
             let name = String::from_utf8_lossy(&e.header.path).into_owned();
-            let Some(want) = self.digests.get(&name) else {
-                continue;
-            };
             let mut reader = HashingBody {
                 tar: &mut tar,
                 hasher: Sha256::new(),
             };
-            f(&name, &mut reader).map_err(|e| invalid(Some(&name), e.to_string()))?;
+            let want = if is_content {
+                let Some(records) = records.as_mut() else {
+                    continue;
+                };
+                let rec = records
+                    .next()
+                    .ok_or_else(|| invalid(Some(&name), "changed since verification"))??;
+                if rec.member.as_bytes() != e.header.path.as_slice() {
+                    return Err(invalid(Some(&name), "changed since verification"));
+                }
+                f(WalkEntry::Content(&rec), &mut reader)
+                    .map_err(|e| invalid(Some(&name), e.to_string()))?;
+                rec.sha256
+            } else {
+                let Some(want) = self.digests.get(&name) else {
+                    continue;
+                };
+                if !members {
+                    continue;
+                }
+                members_seen += 1;
+                f(WalkEntry::Member(&name), &mut reader)
+                    .map_err(|e| invalid(Some(&name), e.to_string()))?;
+                Some(want.clone())
+            };
             io::copy(&mut reader, &mut io::sink())
                 .map_err(|e| invalid(Some(&name), e.to_string()))?;
-            if hex::encode(reader.hasher.finalize()) != *want {
+            let got = hex::encode(reader.hasher.finalize());
+            if want.is_some_and(|w| w != got) {
                 return Err(invalid(Some(&name), "changed since verification"));
             }
+        }
+        if let Some(rec) = records.as_mut().and_then(|r| r.next()) {
+            let member = rec.map(|r| r.member.lossy()).unwrap_or_default();
+            return Err(invalid(
+                Some(&member),
+                "changed since verification: missing from the second pass",
+            ));
+        }
+        if members && members_seen != self.digests.len() {
+            return Err(invalid(
+                None,
+                "changed since verification: exhibit/ members missing from the second pass",
+            ));
         }
         Ok(())
     }
@@ -739,35 +803,20 @@ impl VerifiedBundle {
         &self,
         f: &mut dyn FnMut(&ChangeRecord, &mut dyn Read) -> io::Result<()>,
     ) -> Result<(), VerifyError> {
-        let mut tar = self.reopen()?;
-        let mut records = self.records()?;
-        while let Some(e) = tar.next_entry().map_err(|e| tar_err(None, e))? {
-            if !matches!(classify(&e.header.path), Some(MemberClass::Content { .. })) {
-                continue;
-            }
-            let member = String::from_utf8_lossy(&e.header.path).into_owned();
-            let rec = records
-                .next()
-                .ok_or_else(|| invalid(Some(&member), "changed since verification"))??;
-            if rec.member.as_bytes() != e.header.path.as_slice() {
-                return Err(invalid(Some(&member), "changed since verification"));
-            }
-            let mut reader = HashingBody {
-                tar: &mut tar,
-                hasher: Sha256::new(),
-            };
-            f(&rec, &mut reader).map_err(|e| invalid(Some(&member), e.to_string()))?;
-            io::copy(&mut reader, &mut io::sink())
-                .map_err(|e| invalid(Some(&member), e.to_string()))?;
-            let got = hex::encode(reader.hasher.finalize());
-            if let Some(want) = &rec.sha256 {
-                if *want != got {
-                    return Err(invalid(Some(&member), "changed since verification"));
-                }
-            }
-        }
-        Ok(())
+        self.walk_pass(false, true, &mut |entry, body| match entry {
+            WalkEntry::Content(rec) => f(rec, body),
+            WalkEntry::Member(_) => Ok(()),
+        })
     }
+}
+
+/// One entry of [`VerifiedBundle::walk`].
+#[derive(Debug, Clone, Copy)]
+pub enum WalkEntry<'a> {
+    /// An exhibit/ member (never the envelope), by name.
+    Member(&'a str),
+    /// A content entry with its verified record.
+    Content(&'a ChangeRecord),
 }
 
 struct HashingBody<'a, R: Read> {

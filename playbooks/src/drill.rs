@@ -27,6 +27,9 @@ pub struct Drill {
     pub forbid: Vec<FindingPattern>,
     /// Profile file, relative to fixtures/profiles/.
     pub profile: Option<String>,
+    /// YARA rules (a .yar file or a directory), relative to fixtures/yara/; passed to
+    /// the report as `--yara`, so `yara.match` findings can be expected.
+    pub yara: Option<String>,
     /// Seconds the whole drill may take.
     #[serde(default = "default_budget")]
     pub budget_seconds: u64,
@@ -84,6 +87,15 @@ pub fn load(path: &Path) -> Result<Drill> {
         regex::Regex::new(&p.subject)
             .with_context(|| format!("{}: bad subject pattern {:?}", path.display(), p.subject))?;
     }
+    if let Some(y) = &drill.yara {
+        let p = Path::new(y);
+        if p.is_absolute() || p.components().any(|c| c == std::path::Component::ParentDir) {
+            bail!(
+                "{}: yara {y:?} must be a path inside fixtures/yara/",
+                path.display()
+            );
+        }
+    }
     if !matches!(drill.image.as_str(), "web" | "shell") {
         bail!(
             "{}: unknown fixture image {:?} (web or shell)",
@@ -136,6 +148,33 @@ mod tests {
             }
             assert!(!d.expect.is_empty(), "{}", d.name);
         }
+        // At least two drills are detected through YARA, and every rules path they
+        // name exists among the shipped rules.
+        let rules = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/yara"));
+        let with_yara: Vec<&Drill> = all.iter().filter(|d| d.yara.is_some()).collect();
+        assert!(
+            with_yara.len() >= 2,
+            "only {} drills use YARA",
+            with_yara.len()
+        );
+        for d in with_yara {
+            let y = d.yara.as_deref().unwrap_or_default();
+            assert!(rules.join(y).exists(), "{}: no rules {y}", d.name);
+            assert!(
+                d.expect.iter().any(|p| p.rule == "yara.match"),
+                "{} names rules but expects no yara.match",
+                d.name
+            );
+        }
+    }
+
+    #[test]
+    fn a_yara_path_outside_the_rules_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("escape.yaml");
+        std::fs::write(&p, "name: x\ndescription: y\nattack: [T1]\nimage: web\nstage: []\nexpect: []\nyara: ../../etc/rules.yar\n").unwrap();
+        let e = load(&p).unwrap_err().to_string();
+        assert!(e.contains("inside fixtures/yara"), "{e}");
     }
 
     /// The rows of the "Shipped drills" table of docs/playbooks.md: drill name and

@@ -138,6 +138,9 @@ fn run(cli: Cli) -> Result<u8> {
                 profiles: std::env::var_os("EXHIBIT_PROFILES")
                     .map(PathBuf::from)
                     .unwrap_or_else(|| root.join("fixtures/profiles")),
+                yara_rules: std::env::var_os("EXHIBIT_YARA")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| root.join("fixtures/yara")),
             };
             // Before any container exists: a signal then stops the running drill,
             // whose container guard removes the container, and starts no other.

@@ -30,6 +30,8 @@ pub struct RunSettings {
     pub keep: bool,
     pub fixtures: PathBuf,
     pub profiles: PathBuf,
+    /// Directory of the drills' YARA rules (fixtures/yara/).
+    pub yara_rules: PathBuf,
 }
 
 /// The outcome of one drill.
@@ -515,6 +517,9 @@ fn run_inner(
     report.arg("--image").arg(&image);
     if let Some(p) = &drill.profile {
         report.arg("--profile").arg(s.profiles.join(p));
+    }
+    if let Some(y) = &drill.yara {
+        report.arg("--yara").arg(s.yara_rules.join(y));
     }
     let rep = bounded(&mut report, budget, "the report")?;
     card.report_seconds = t.elapsed().as_secs_f64();

@@ -287,7 +287,12 @@ fn report_formats_fail_on_and_usage_errors() {
 
     let o = run(&["report", s(&b), "--yara", "/nonexistent"]);
     assert_eq!(code(&o), 2);
-    assert!(err(&o).contains("not supported yet"), "{}", err(&o));
+    assert!(
+        err(&o).starts_with("error: --yara /nonexistent: ") && err(&o).contains("\nhint: "),
+        "{}",
+        err(&o)
+    );
+    assert!(out(&o).is_empty());
     std::fs::write(
         l.p("bad.yaml"),
         "processes:\n  - exe: /bin/x\n    args: [unclosed\n",

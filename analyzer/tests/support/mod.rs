@@ -28,6 +28,9 @@ pub struct Spec {
     pub incomplete: Vec<String>,
     /// Raw bytes replacing a member's rendering (name → bytes).
     pub raw: BTreeMap<String, Vec<u8>>,
+    /// exhibit/exe/ and exhibit/memory/ members (name → bytes), written in name order
+    /// (exe/ sorts before memory/, as the format requires).
+    pub kept: BTreeMap<String, Vec<u8>>,
 }
 
 pub const IMAGE_ID: &str =
@@ -55,6 +58,7 @@ impl Default for Spec {
             volumes: Vec::new(),
             incomplete: Vec::new(),
             raw: BTreeMap::new(),
+            kept: BTreeMap::new(),
         }
     }
 }
@@ -199,6 +203,11 @@ impl Spec {
         });
         self
     }
+    /// Adds an exhibit/exe/ or exhibit/memory/ member.
+    pub fn kept(mut self, name: &str, bytes: &[u8]) -> Self {
+        self.kept.insert(name.to_string(), bytes.to_vec());
+        self
+    }
     pub fn log(mut self, line: &str) -> Self {
         self.logs.push(LogLine {
             t: Some("2026-11-23T08:10:00.000000000Z".into()),
@@ -265,7 +274,12 @@ impl Spec {
                 *bytes = r.clone();
             }
         }
-        for (name, bytes) in &members {
+        for (i, (name, bytes)) in members.iter().enumerate() {
+            if i == 2 {
+                for (kept, bytes) in &self.kept {
+                    w.add_member(kept, bytes).unwrap();
+                }
+            }
             w.add_member(name, bytes).unwrap();
         }
         for (rec, content) in &self.files {
