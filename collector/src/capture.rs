@@ -390,17 +390,31 @@ async fn capture_frozen<R: Runtime>(
             for p in processes.iter_mut() {
                 regions.extend(procs::read_memory(p, opts.memory, &mut caps));
             }
+            // Regions not taken (unreadable, vanished, the process gone, over a cap) are
+            // on their process records and listed here; the capture goes on.
+            let (missed, no_read) = memory_misses(&processes);
             log.record(
                 "memory",
-                "ok",
+                if missed.is_empty() { "ok" } else { "error" },
                 Some(format!(
-                    "{} regions taken ({:?})",
+                    "{} regions taken ({:?}), {} not taken, {} without read permission (guard pages; on their process records)",
                     regions.len(),
-                    opts.memory
+                    opts.memory,
+                    missed.len(),
+                    no_read
                 )),
-                None,
+                (!missed.is_empty()).then(|| first_of(&missed, 50)),
             );
             // Executables absent from the container's filesystem are kept too.
+            let mut exe_misses: Vec<String> = processes
+                .iter()
+                .flat_map(|p| {
+                    p.errors
+                        .iter()
+                        .filter(|e| e.starts_with("exe read"))
+                        .map(move |e| format!("pid {}: {e}", p.pid))
+                })
+                .collect();
             for p in processes.iter() {
                 if p.exe_deleted
                     || p.memfd
@@ -412,8 +426,14 @@ async fn capture_frozen<R: Runtime>(
                     continue;
                 };
                 if !host::exists_in_container(p.pid, exe) {
-                    if let Some(k) = procs::keep_exe(p.pid, opts.max_file_size) {
-                        kept.entry(k.sha256.clone()).or_insert(k);
+                    match procs::keep_exe(p.pid, opts.max_file_size) {
+                        Some(k) => {
+                            kept.entry(k.sha256.clone()).or_insert(k);
+                        }
+                        None => exe_misses.push(format!(
+                            "pid {}: {} could not be read through /proc/PID/exe (process exited?)",
+                            p.pid, exe
+                        )),
                     }
                 }
             }
@@ -424,6 +444,15 @@ async fn capture_frozen<R: Runtime>(
                     }
                 }
             }
+            log.record(
+                "executables",
+                if exe_misses.is_empty() { "ok" } else { "error" },
+                Some(format!(
+                    "{} executables kept (deleted, memfd or absent from the container's filesystem)",
+                    kept.len()
+                )),
+                (!exe_misses.is_empty()).then(|| first_of(&exe_misses, 50)),
+            );
         }
         None if facts.running && rt.remote().is_some() => {
             remote_processes(rt, facts, log, reasons, &mut processes).await;
@@ -1090,4 +1119,39 @@ fn open_log_file(path: &Path) -> std::io::Result<(std::fs::File, u64)> {
         std::fs::File::from(fd),
         (st.st_size as u64).min(exhibit_common::limits::MAX_ENTRY_SIZE),
     ))
+}
+
+// Memory regions --memory wanted but could not take, one line each, and the number of
+// mappings without read permission (guard pages: nothing to read, not a loss).
+fn memory_misses(processes: &[ProcessRecord]) -> (Vec<String>, usize) {
+    let mut out = Vec::new();
+    let mut no_read = 0;
+    for p in processes {
+        out.extend(
+            p.errors
+                .iter()
+                .filter(|e| e.starts_with("memory:"))
+                .map(|e| format!("pid {}: {e}", p.pid)),
+        );
+        for r in &p.memory {
+            if r.member.is_some() {
+                continue;
+            }
+            if !r.perms.starts_with('r') {
+                no_read += 1;
+            } else if let Some(e) = &r.error {
+                out.push(format!("pid {} {:x}-{:x}: {e}", p.pid, r.start, r.end));
+            }
+        }
+    }
+    (out, no_read)
+}
+
+// The first `n` items joined with "; ", and how many more there were.
+fn first_of(items: &[String], n: usize) -> String {
+    let mut s = items.iter().take(n).cloned().collect::<Vec<_>>().join("; ");
+    if items.len() > n {
+        s.push_str(&format!("; ... {} more", items.len() - n));
+    }
+    s
 }

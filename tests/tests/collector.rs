@@ -637,6 +637,27 @@ fn deleted_binaries_are_kept_and_memory_regions_taken() {
         .collect();
     assert!(!regions.is_empty(), "--memory anon took no region");
     assert_eq!(v.manifest().counts.memory_regions, regions.len() as u64);
+    // The acquisition log accounts for both steps.
+    let events: Vec<serde_json::Value> = jsonl(&v, "exhibit/acquisition.jsonl");
+    let step = |name: &str| {
+        events
+            .iter()
+            .find(|e| e["step"] == name)
+            .unwrap_or_else(|| panic!("no {name} event: {events:?}"))
+            .clone()
+    };
+    let memory = step("memory");
+    let taken = format!("{} regions taken (Anon)", regions.len());
+    assert!(
+        memory["detail"].as_str().unwrap().starts_with(&taken),
+        "{memory}"
+    );
+    let exes = step("executables");
+    assert_eq!(exes["outcome"], "ok", "{exes}");
+    assert!(
+        !exes["detail"].as_str().unwrap().starts_with("0 "),
+        "{exes}"
+    );
     for r in regions.iter().take(5) {
         let bytes = v.member(r.member.as_ref().unwrap()).unwrap().unwrap();
         assert_eq!(Some(exhibit_common::hashing::sha256_hex(&bytes)), r.sha256);

@@ -651,6 +651,33 @@ fn wanted(scope: MemoryScope, perms: &str, path: &[u8]) -> bool {
     }
 }
 
+// Bytes of a memory region read at a time: the region goes to its spool file chunk by
+// chunk, so the collector never holds a whole region (up to 64 MiB) in memory.
+const REGION_CHUNK: usize = 1 << 20;
+
+// Copies `len` bytes at `start` of /proc/PID/mem to a spool file, hashing them.
+fn copy_region(mem: &mut File, start: u64, len: u64) -> Result<(File, String), String> {
+    use std::io::SeekFrom;
+    let read_err =
+        |e: std::io::Error| format!("read failed (region changed or process exited?): {e}");
+    mem.seek(SeekFrom::Start(start)).map_err(read_err)?;
+    let mut spool = tempfile::tempfile().map_err(|e| format!("spooling: {e}"))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; REGION_CHUNK.min(len as usize)];
+    let mut left = len;
+    while left > 0 {
+        let n = (left as usize).min(buf.len());
+        mem.read_exact(&mut buf[..n]).map_err(read_err)?;
+        h.update(&buf[..n]);
+        spool
+            .write_all(&buf[..n])
+            .map_err(|e| format!("spooling: {e}"))?;
+        left -= n as u64;
+    }
+    spool.rewind().map_err(|e| format!("spooling: {e}"))?;
+    Ok((spool, hex::encode(h.finalize())))
+}
+
 /// Reads the wanted regions of `rec` through /proc/PID/mem without stopping the
 /// process; unreadable or vanished regions are recorded with an error, never fatal.
 pub fn read_memory(
@@ -659,7 +686,6 @@ pub fn read_memory(
     caps: &mut MemoryCaps,
 ) -> Vec<KeptRegion> {
     use exhibit_common::records::MemoryRegion;
-    use std::io::SeekFrom;
     let mut kept = Vec::new();
     if scope == MemoryScope::None {
         return kept;
@@ -703,36 +729,23 @@ pub fn read_memory(
         } else if !perms.starts_with('r') {
             region.error = Some("mapping is not readable".into());
         } else if let Some(m) = mem.as_mut() {
-            let mut buf = vec![0u8; len as usize];
-            match m
-                .seek(SeekFrom::Start(start))
-                .and_then(|_| m.read_exact(&mut buf))
-            {
-                Ok(()) => match tempfile::tempfile()
-                    .and_then(|mut s| s.write_all(&buf).and_then(|_| s.rewind()).map(|_| s))
-                {
-                    Ok(spool) => {
-                        let member = format!("exhibit/memory/{}/{start:x}-{end:x}.bin", rec.pid);
-                        region.sha256 = Some(hex::encode(Sha256::digest(&buf)));
-                        region.member = Some(member.clone());
-                        if len < region.size {
-                            region.error = Some(format!("truncated to {len} bytes"));
-                        }
-                        taken += len;
-                        caps.regions_left -= 1;
-                        kept.push(KeptRegion {
-                            member,
-                            size: len,
-                            spool,
-                        });
+            match copy_region(m, start, len) {
+                Ok((spool, digest)) => {
+                    let member = format!("exhibit/memory/{}/{start:x}-{end:x}.bin", rec.pid);
+                    region.sha256 = Some(digest);
+                    region.member = Some(member.clone());
+                    if len < region.size {
+                        region.error = Some(format!("truncated to {len} bytes"));
                     }
-                    Err(e) => region.error = Some(format!("spooling: {e}")),
-                },
-                Err(e) => {
-                    region.error = Some(format!(
-                        "read failed (region changed or process exited?): {e}"
-                    ))
+                    taken += len;
+                    caps.regions_left -= 1;
+                    kept.push(KeptRegion {
+                        member,
+                        size: len,
+                        spool,
+                    });
                 }
+                Err(e) => region.error = Some(e),
             }
         } else {
             region.error = Some("/proc/PID/mem unreadable".into());
@@ -751,6 +764,88 @@ mod tests {
         let forged = ByteText::from("/tmp/x (deleted)");
         assert_eq!(strip_deleted_suffix(forged.clone(), false), forged);
         assert_eq!(strip_deleted_suffix(forged, true).as_bytes(), b"/tmp/x");
+    }
+
+    #[test]
+    fn regions_are_copied_in_chunks_and_unreadable_ones_are_recorded_not_fatal() {
+        use std::io::Read as _;
+        let me = std::process::id() as i32;
+        let (mut rec, _) = read_process(
+            me,
+            vec![],
+            &Users::default(),
+            None,
+            0,
+            None,
+            &mut ExeDigests::default(),
+        );
+        // A private anonymous mapping larger than one chunk (a thread stack or the heap
+        // arena of this test process), and a range that is never mapped (page 1).
+        let big = rec
+            .maps
+            .items
+            .iter()
+            .find(|l| {
+                parse_maps_line(&l.0).is_some_and(|m| {
+                    m.perms == "rw-p"
+                        && m.path.is_empty()
+                        && (m.end - m.start) > REGION_CHUNK as u64
+                        && (m.end - m.start) <= 64 << 20
+                })
+            })
+            .cloned()
+            .expect("an anonymous rw-p mapping over 1 MiB");
+        rec.maps.items = vec![
+            big.clone(),
+            ByteText::from("1000-2000 rw-p 00000000 00:00 0"),
+        ];
+        let mut caps = MemoryCaps {
+            per_region: 64 << 20,
+            per_process: 256 << 20,
+            regions_left: 10,
+        };
+        let kept = read_memory(&mut rec, MemoryScope::Anon, &mut caps);
+        assert_eq!(kept.len(), 1, "{:?}", rec.memory);
+        let mut spooled = Vec::new();
+        kept[0]
+            .spool
+            .try_clone()
+            .unwrap()
+            .read_to_end(&mut spooled)
+            .unwrap();
+        let region = &rec.memory[0];
+        assert_eq!(spooled.len() as u64, region.size);
+        assert_eq!(kept[0].size, region.size);
+        assert_eq!(
+            region.sha256.as_deref(),
+            Some(hex::encode(Sha256::digest(&spooled)).as_str())
+        );
+        assert_eq!(caps.regions_left, 9);
+        let gone = &rec.memory[1];
+        assert!(gone.member.is_none() && gone.sha256.is_none(), "{gone:?}");
+        assert!(
+            gone.error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("read failed")),
+            "{gone:?}"
+        );
+
+        // A process that is gone before its memory is read: recorded on the record.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        child.wait().unwrap();
+        rec.pid = child.id() as i32;
+        rec.memory.clear();
+        let kept = read_memory(&mut rec, MemoryScope::Anon, &mut caps);
+        assert!(kept.is_empty());
+        assert!(
+            rec.errors.iter().any(|e| e.starts_with("memory: ")),
+            "{:?}",
+            rec.errors
+        );
+        assert!(rec
+            .memory
+            .iter()
+            .all(|r| r.member.is_none() && r.error.is_some()));
     }
 
     #[test]
