@@ -4,7 +4,7 @@
 
 mod cri_logs;
 
-use super::{ContainerFacts, ListedContainer, Runtime, DEFAULT_CAPS};
+use super::{split_lowers, ContainerFacts, ListedContainer, Runtime, DEFAULT_CAPS};
 use crate::interrupt::Resumer;
 use anyhow::{anyhow, Context, Result};
 use containerd_client::services::v1::containers_client::ContainersClient;
@@ -328,12 +328,7 @@ pub fn dirs_from_mounts(mounts: &[containerd_client::types::Mount]) -> Result<Sn
                 ));
             };
             let lowers = opt("lowerdir=")
-                .map(|l| {
-                    l.split(':')
-                        .filter(|s| !s.is_empty())
-                        .map(PathBuf::from)
-                        .collect()
-                })
+                .map(|l| split_lowers(&l))
                 .unwrap_or_default();
             return Ok(SnapshotDirs {
                 upper: PathBuf::from(upper),

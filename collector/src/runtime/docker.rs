@@ -1,6 +1,6 @@
 //! Docker through the Engine API (bollard), version negotiated with the daemon.
 
-use super::{ContainerFacts, ListedContainer, Runtime, DEFAULT_CAPS};
+use super::{split_lowers, ContainerFacts, ListedContainer, Runtime, DEFAULT_CAPS};
 use anyhow::{anyhow, Context, Result};
 use bollard::query_parameters::{InspectContainerOptions, ListContainersOptions, LogsOptions};
 use bollard::Docker;
@@ -68,12 +68,7 @@ pub fn storage_route(
                 let lowers = g
                     .data
                     .get("LowerDir")
-                    .map(|l| {
-                        l.split(':')
-                            .filter(|s| !s.is_empty())
-                            .map(PathBuf::from)
-                            .collect()
-                    })
+                    .map(|l| split_lowers(l))
                     .unwrap_or_default();
                 return StorageRoute::Overlay {
                     upper: PathBuf::from(upper),

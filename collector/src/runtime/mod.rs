@@ -190,6 +190,14 @@ pub const DEFAULT_CAPS: [&str; 14] = [
     "CAP_AUDIT_WRITE",
 ];
 
+/// An overlay `lowerdir` list (`a:b:c`, topmost first) as paths.
+pub fn split_lowers(list: &str) -> Vec<PathBuf> {
+    list.split(':')
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
