@@ -867,8 +867,9 @@ async fn capture_frozen<R: Runtime>(
     sink.flush()?;
     drop(sink);
     if let (Some(a), Some(p), Some(mut side)) = (atomic, &path, sidecar.take()) {
-        // The sidecar lands first; if the bundle then cannot take its name, the
-        // sidecar is removed again, so an error always means nothing at the final names.
+        // Both are synced, then renamed back to back, the bundle first; if the sidecar
+        // then cannot take its name, the bundle is removed again, so an error always
+        // means nothing at the final names (output::commit_pair).
         let name = p
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -876,12 +877,8 @@ async fn capture_frozen<R: Runtime>(
         writeln!(side.file(), "{sha256}  {name}")?;
         let side_path = sidecar_of(p);
         interrupt::seal(&[p, &side_path], || {
-            side.commit().context("writing the .sha256 file")?;
-            if let Err(e) = a.commit() {
-                let _ = std::fs::remove_file(&side_path);
-                return Err(anyhow::Error::from(e).context("sealing the bundle"));
-            }
-            Ok(())
+            exhibit_common::output::commit_pair(a, side)
+                .context("sealing the bundle and its .sha256 file")
         })?;
     }
     Ok(Captured {

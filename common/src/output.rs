@@ -122,6 +122,51 @@ impl AtomicFile {
     }
 }
 
+/// Commits two output files (a bundle and its `.sha256`) as close together as two
+/// renames allow: both are flushed to disk first, then renamed back to back (`first`,
+/// then `second`, never replacing anything), then their directories are synced. A
+/// SIGKILL can only fall between the two renames, which leaves `first` (the evidence)
+/// without `second`, never the other way round. If `second` cannot take its name,
+/// `first` is removed again, so an error leaves nothing at either final name.
+pub fn commit_pair(mut first: AtomicFile, mut second: AtomicFile) -> io::Result<()> {
+    for f in [&mut first, &mut second] {
+        let file = f.file.take().expect("file present until commit");
+        if let Err(e) = file.sync_all() {
+            f.file = Some(file);
+            return Err(e);
+        }
+    }
+    let rename = |f: &AtomicFile| {
+        rustix::fs::renameat_with(
+            &f.dir,
+            f.partial.as_bytes(),
+            &f.dir,
+            f.name.as_bytes(),
+            rustix::fs::RenameFlags::NOREPLACE,
+        )
+        .map_err(|e| {
+            let e = io::Error::from(e);
+            io::Error::new(e.kind(), format!("{}: {e}", f.path.display()))
+        })
+    };
+    let unlink = |f: &AtomicFile, name: &OsString| {
+        let _ = rustix::fs::unlinkat(&f.dir, name.as_bytes(), rustix::fs::AtFlags::empty());
+    };
+    if let Err(e) = rename(&first) {
+        unlink(&first, &first.partial);
+        unlink(&second, &second.partial);
+        return Err(e);
+    }
+    if let Err(e) = rename(&second) {
+        unlink(&first, &first.name);
+        unlink(&second, &second.partial);
+        return Err(e);
+    }
+    rustix::fs::fsync(&first.dir)?;
+    rustix::fs::fsync(&second.dir)?;
+    Ok(())
+}
+
 impl Drop for AtomicFile {
     fn drop(&mut self) {
         if self.file.take().is_some() {
@@ -137,6 +182,44 @@ impl Drop for AtomicFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commit_pair_publishes_both_or_neither() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let b = dir.path().join("x.exhibit.tar.zst");
+        let side = dir.path().join("x.exhibit.tar.zst.sha256");
+        let mut first = AtomicFile::create(&b).unwrap();
+        first.file().write_all(b"bundle").unwrap();
+        let mut second = AtomicFile::create(&side).unwrap();
+        second.file().write_all(b"sum").unwrap();
+        commit_pair(first, second).unwrap();
+        assert_eq!(std::fs::read(&b).unwrap(), b"bundle");
+        assert_eq!(std::fs::read(&side).unwrap(), b"sum");
+
+        // The sidecar's name is taken meanwhile: the bundle is removed again.
+        let b2 = dir.path().join("y.exhibit.tar.zst");
+        let side2 = dir.path().join("y.exhibit.tar.zst.sha256");
+        let mut first = AtomicFile::create(&b2).unwrap();
+        first.file().write_all(b"bundle").unwrap();
+        let second = AtomicFile::create(&side2).unwrap();
+        std::fs::write(&side2, b"someone else's").unwrap();
+        assert!(commit_pair(first, second).is_err());
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "x.exhibit.tar.zst",
+                "x.exhibit.tar.zst.sha256",
+                "y.exhibit.tar.zst.sha256"
+            ]
+        );
+        assert_eq!(std::fs::read(&side2).unwrap(), b"someone else's");
+    }
     use std::io::Write;
 
     #[test]
