@@ -693,15 +693,7 @@ async fn capture_frozen<R: Runtime>(
             "{fs_method}: {} entries, {} bytes stored, {} not captured",
             walk_stats.entries, walk_stats.bytes, walk_stats.not_captured
         )),
-        (!walk_stats.errors.is_empty()).then(|| {
-            walk_stats
-                .errors
-                .iter()
-                .take(50)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("; ")
-        }),
+        (!walk_stats.errors.is_empty()).then(|| first_of(&walk_stats.errors, 50)),
     );
     if !walk_stats.dropped_xattrs.is_empty() {
         let d = &walk_stats.dropped_xattrs;
@@ -709,10 +701,9 @@ async fn capture_frozen<R: Runtime>(
             "files.xattrs",
             "info",
             Some(format!(
-                "{} extended attributes not stored (their records are flagged xattrs-dropped): {}{}",
+                "{} extended attributes not stored (their records are flagged xattrs-dropped): {}",
                 d.len(),
-                d.iter().take(50).cloned().collect::<Vec<_>>().join("; "),
-                if d.len() > 50 { "; ..." } else { "" }
+                first_of(d, 50)
             )),
             None,
         );

@@ -98,27 +98,33 @@ impl AtomicFile {
         let file = self.file.take().expect("file present until commit");
         file.sync_all()?;
         drop(file);
-        if let Err(e) = rustix::fs::renameat_with(
+        if let Err(e) = self.rename() {
+            // The final name was taken meanwhile: the partial file goes, the other stays.
+            self.unlink(&self.partial);
+            return Err(e);
+        }
+        rustix::fs::fsync(&self.dir)?;
+        Ok(())
+    }
+
+    // PATH.partial → PATH, never replacing; the error names PATH.
+    fn rename(&self) -> io::Result<()> {
+        rustix::fs::renameat_with(
             &self.dir,
             self.partial.as_bytes(),
             &self.dir,
             self.name.as_bytes(),
             rustix::fs::RenameFlags::NOREPLACE,
-        ) {
-            // The final name was taken meanwhile: the partial file goes, the other stays.
-            let _ = rustix::fs::unlinkat(
-                &self.dir,
-                self.partial.as_bytes(),
-                rustix::fs::AtFlags::empty(),
-            );
+        )
+        .map_err(|e| {
             let e = io::Error::from(e);
-            return Err(io::Error::new(
-                e.kind(),
-                format!("{}: {e}", self.path.display()),
-            ));
-        }
-        rustix::fs::fsync(&self.dir)?;
-        Ok(())
+            io::Error::new(e.kind(), format!("{}: {e}", self.path.display()))
+        })
+    }
+
+    // Removes `name` (the partial or the final name) from the file's directory.
+    fn unlink(&self, name: &OsString) {
+        let _ = rustix::fs::unlinkat(&self.dir, name.as_bytes(), rustix::fs::AtFlags::empty());
     }
 }
 
@@ -136,30 +142,14 @@ pub fn commit_pair(mut first: AtomicFile, mut second: AtomicFile) -> io::Result<
             return Err(e);
         }
     }
-    let rename = |f: &AtomicFile| {
-        rustix::fs::renameat_with(
-            &f.dir,
-            f.partial.as_bytes(),
-            &f.dir,
-            f.name.as_bytes(),
-            rustix::fs::RenameFlags::NOREPLACE,
-        )
-        .map_err(|e| {
-            let e = io::Error::from(e);
-            io::Error::new(e.kind(), format!("{}: {e}", f.path.display()))
-        })
-    };
-    let unlink = |f: &AtomicFile, name: &OsString| {
-        let _ = rustix::fs::unlinkat(&f.dir, name.as_bytes(), rustix::fs::AtFlags::empty());
-    };
-    if let Err(e) = rename(&first) {
-        unlink(&first, &first.partial);
-        unlink(&second, &second.partial);
+    if let Err(e) = first.rename() {
+        first.unlink(&first.partial);
+        second.unlink(&second.partial);
         return Err(e);
     }
-    if let Err(e) = rename(&second) {
-        unlink(&first, &first.name);
-        unlink(&second, &second.partial);
+    if let Err(e) = second.rename() {
+        first.unlink(&first.name);
+        second.unlink(&second.partial);
         return Err(e);
     }
     rustix::fs::fsync(&first.dir)?;
@@ -170,11 +160,7 @@ pub fn commit_pair(mut first: AtomicFile, mut second: AtomicFile) -> io::Result<
 impl Drop for AtomicFile {
     fn drop(&mut self) {
         if self.file.take().is_some() {
-            let _ = rustix::fs::unlinkat(
-                &self.dir,
-                self.partial.as_bytes(),
-                rustix::fs::AtFlags::empty(),
-            );
+            self.unlink(&self.partial);
         }
     }
 }
