@@ -957,19 +957,8 @@ fn a_file_that_shrinks_or_vanishes_during_the_read_is_flagged() {
 
 #[test]
 fn a_freeze_capture_that_fails_with_exit_2_still_unpauses() {
-    let dir = tempfile::tempdir().unwrap();
-    let small = dir.path().join("small");
-    std::fs::create_dir(&small).unwrap();
-    ok(Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
-        .arg(&small));
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).output();
-        }
-    }
-    let _guard = Unmount(small.clone());
+    let tmpfs = support::SmallTmpfs::mount("256k");
+    let small = tmpfs.path.clone();
     let c = Container::start(Rt::Docker, "shell", &[]);
     c.sh("head -c 3000000 /dev/urandom > /tmp/random");
     for what in ["full", "read-only"] {

@@ -811,19 +811,8 @@ fn directory_swapped_for_a_host_symlink_during_capture_never_escapes() {
 
 #[test]
 fn full_or_read_only_output_fails_cleanly_and_leaves_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let small = dir.path().join("small");
-    std::fs::create_dir(&small).unwrap();
-    ok(Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
-        .arg(&small));
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).output();
-        }
-    }
-    let _guard = Unmount(small.clone());
+    let tmpfs = support::SmallTmpfs::mount("256k");
+    let small = tmpfs.path.clone();
     let c = Container::start(Rt::Docker, "shell", &[]);
     c.sh("head -c 3000000 /dev/urandom > /tmp/random");
     for (what, hint) in [("full", "full"), ("read-only", "read-only")] {

@@ -123,22 +123,8 @@ fn a_sidecar_appearing_during_the_capture_leaves_no_bundle() {
 #[test]
 fn keygen_on_a_full_disk_leaves_no_key_file() {
     // A tmpfs filled to the last block: creating the file works, writing the key fails.
-    let dir = tempfile::tempdir().unwrap();
-    let small = dir.path().join("small");
-    std::fs::create_dir(&small).unwrap();
-    let st = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
-        .arg(&small)
-        .status()
-        .unwrap();
-    assert!(st.success(), "mount tmpfs");
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).output();
-        }
-    }
-    let _guard = Unmount(small.clone());
+    let tmpfs = support::SmallTmpfs::mount("64k");
+    let small = tmpfs.path.clone();
     {
         use std::io::Write;
         let mut filler = std::fs::File::create(small.join("filler")).unwrap();

@@ -316,3 +316,29 @@ pub fn jsonl<T: serde::de::DeserializeOwned>(
 pub fn plain_bytes(bundle: &Path) -> Vec<u8> {
     zstd::decode_all(std::fs::File::open(bundle).expect("bundle")).expect("zstd")
 }
+
+/// A small tmpfs mounted for one test (to fill it, or remount it read-only), unmounted
+/// when dropped. Its directory lives in a temporary dir of its own.
+pub struct SmallTmpfs {
+    pub path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallTmpfs {
+    /// Mounts a tmpfs of `size` (mount's `size=` syntax, e.g. `256k`).
+    pub fn mount(size: &str) -> SmallTmpfs {
+        let dir = tempfile::tempdir().expect("temporary dir");
+        let path = dir.path().join("small");
+        std::fs::create_dir(&path).expect("mount point");
+        ok(Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path));
+        SmallTmpfs { path, _dir: dir }
+    }
+}
+
+impl Drop for SmallTmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).output();
+    }
+}
