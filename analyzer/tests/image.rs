@@ -2,7 +2,7 @@
 //! with the tar crate, layers with whiteouts, opaque directories and hard links; then
 //! the image-based rules against them.
 
-mod support;
+use exhibit_tests::spec as support;
 
 use exhibit_analyzer::evidence::Evidence;
 use exhibit_analyzer::image::load;

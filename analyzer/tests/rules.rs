@@ -1,7 +1,7 @@
 //! Data-driven rule tests: each case builds a bundle with BundleWriter and asserts the
 //! exact (rule, subject) pairs the report produces.
 
-mod support;
+use exhibit_tests::spec as support;
 
 use exhibit_analyzer::evidence::Evidence;
 use exhibit_analyzer::finding::Finding;

@@ -3,7 +3,7 @@
 //! saved image and a failed drill's kept bundle. These drills are the project's
 //! end-to-end suite.
 
-mod support;
+use crate::support;
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;

@@ -4,7 +4,7 @@
 //! hints of --runtime auto. Everything runs against the standalone containerd that
 //! scripts/setup starts (and dockerd where Docker is involved).
 
-mod support;
+use crate::support;
 
 use exhibit_common::custody::AcquisitionEvent;
 use exhibit_common::records::ChangeRecord;

@@ -1,6 +1,5 @@
 //! Tampering with library-written bundles at the tar level, for the verifier tests
 //! (interop.rs runs the independent Python verifier on them, verify_cli.rs the binary).
-#![allow(dead_code)]
 
 use exhibit_common::dsse::Envelope;
 use exhibit_common::tarcodec::{end_marker, padding, render, EntryHeader};

@@ -5,7 +5,7 @@
 //! metadata against stat of the upper dir, byte-exact argv and environment, files that
 //! shrink or vanish during the read, --freeze on a failing capture, and not root.
 
-mod support;
+use crate::support;
 
 use exhibit_common::records::{ChangeKind, ChangeRecord, ProcessRecord, SocketRecord};
 use std::io::{Read, Write};

@@ -4,12 +4,9 @@
 //! verifier refuses — a flipped content byte, a wrong key, a swapped payloadType, a
 //! removed member, a truncated file — are refused by the Python verifier too.
 
-#[path = "../../analyzer/tests/support/mod.rs"]
-mod spec;
-#[path = "support/mod.rs"]
-mod support;
-#[path = "support/tamper.rs"]
-mod tamper;
+use exhibit_tests::spec;
+use crate::support;
+use exhibit_tests::tamper;
 
 use ed25519_dalek::Signer;
 use exhibit_common::keys;

@@ -1,7 +1,7 @@
 //! The bundle and its `.sha256` sidecar against a real container: neither is ever
 //! overwritten, and they never end up describing different captures.
 
-mod support;
+use crate::support;
 
 use std::process::{Command, Stdio};
 use support::{collect, run, Container, Rt};

@@ -1,7 +1,7 @@
 //! exhibit-collect against real dockerd and containerd: one scenario table drives both
 //! runtimes; safety cases run against real containers an attacker could shape.
 
-mod support;
+use crate::support;
 
 use exhibit_common::records::{ChangeKind, ChangeRecord, ProcessRecord, SocketRecord};
 use std::collections::BTreeSet;

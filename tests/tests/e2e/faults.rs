@@ -3,7 +3,7 @@
 //! that keeps growing while it is read, and SIGINT, SIGTERM and SIGKILL at random
 //! points of a capture.
 
-mod support;
+use crate::support;
 
 use exhibit_common::records::ChangeRecord;
 use std::io::{Read, Write};

@@ -4,12 +4,9 @@
 //! Key problems are exit 2 with a `hint:` line (DESIGN.md section 2), for the analyzer's
 //! --pubkey and for `exhibit-collect keygen`.
 
-#[path = "../../analyzer/tests/support/mod.rs"]
-mod spec;
-#[path = "support/mod.rs"]
-mod support;
-#[path = "support/tamper.rs"]
-mod tamper;
+use exhibit_tests::spec;
+use crate::support;
+use exhibit_tests::tamper;
 
 use exhibit_common::keys;
 use exhibit_common::records::ChangeKind as K;

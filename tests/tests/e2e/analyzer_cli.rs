@@ -2,10 +2,8 @@
 //! exhibit_common (signed, unsigned, tampered and hostile ones), real `mactime` and a
 //! real headless Chromium.
 
-#[path = "support/mod.rs"]
-mod e2e;
-#[path = "../../analyzer/tests/support/mod.rs"]
-mod support;
+use crate::support as e2e;
+use exhibit_tests::spec as support;
 
 use exhibit_common::dsse::{seal, Statement, Subject, PREDICATE_TYPE, STATEMENT_TYPE};
 use exhibit_common::hashing::sha256_hex;

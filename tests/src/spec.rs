@@ -1,7 +1,6 @@
 //! Builds evidence bundles for tests with exhibit_common::BundleWriter: crafted
 //! records, processes, sockets and configuration. Shared by the analyzer's tests and
-//! tests/tests/analyzer_cli.rs (included there by path).
-#![allow(dead_code)]
+//! the end-to-end tests (tests/tests/e2e).
 
 use ed25519_dalek::SigningKey;
 use exhibit_common::custody::AcquisitionLog;

@@ -1,7 +1,7 @@
 //! The daemons the suite depends on answer through the same client libraries the
 //! collector uses. Without them this fails; it never skips.
 
-mod support;
+use crate::support;
 
 use containerd_client::services::v1::version_client::VersionClient;
 

@@ -3,10 +3,9 @@
 //! implant running from a deleted binary), and over bundles written with exhibit_common
 //! where a match lives only in a memory region.
 
-mod support;
+use crate::support;
 
-#[path = "../../analyzer/tests/support/mod.rs"]
-mod bundles;
+use exhibit_tests::spec as bundles;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,19 @@
+//! The end-to-end tests: one binary that drives the built programs against real
+//! dockerd, containerd and files (scripts/setup starts the daemons; a test that cannot
+//! reach one fails, it never skips). One module per area; `support` is the shared harness.
+
+mod support;
+
+mod analyzer_cli;
+mod capture_evidence;
+mod collector;
+mod containerd;
+mod drills;
+mod faults;
+mod interop;
+mod kubernetes_manifests;
+mod output;
+mod smoke;
+mod tidy;
+mod verify_cli;
+mod yara;
