@@ -3,7 +3,8 @@
 //! the end-to-end tests (tests/tests/e2e).
 
 use ed25519_dalek::SigningKey;
-use exhibit_common::custody::AcquisitionLog;
+use exhibit_common::custody::{AcquisitionEvent, GENESIS};
+use exhibit_common::hashing::sha256_hex;
 use exhibit_common::manifest::{Completeness, ContainerIdentity, Counts, Manifest, Tool};
 use exhibit_common::records::{
     CappedList, ChangeKind, ChangeRecord, FdInfo, FileType, LogLine, MountRecord, ProcessRecord,
@@ -102,33 +103,15 @@ fn member_of(path: &[u8]) -> Vec<u8> {
 
 /// A record of `path` (absolute) with defaults; content goes with it.
 pub fn record(path: &[u8], kind: ChangeKind, ft: FileType, mode: u32, size: u64) -> ChangeRecord {
-    ChangeRecord {
-        member: ByteText(member_of(path)),
-        path: ByteText(path.to_vec()),
-        source: Source::Upper,
-        kind,
-        file_type: ft,
-        mode,
-        uid: 0,
-        gid: 0,
-        size,
-        stored_size: size,
-        atime_ns: 1_795_420_000_000_000_000,
-        mtime_ns: 1_795_420_100_000_000_000,
-        ctime_ns: 1_795_420_200_000_000_000,
-        btime_ns: Some(1_795_419_000_000_000_000),
-        sha256: None,
-        link_target: None,
-        hardlink_to: None,
-        hardlink_group: None,
-        nlink: 1,
-        rdev_major: 0,
-        rdev_minor: 0,
-        xattrs: vec![],
-        captured: true,
-        reason: None,
-        flags: vec![],
-    }
+    let mut r = ChangeRecord::new(member_of(path), path.to_vec(), Source::Upper, kind, ft);
+    r.mode = mode;
+    r.size = size;
+    r.stored_size = size;
+    r.atime_ns = 1_795_420_000_000_000_000;
+    r.mtime_ns = 1_795_420_100_000_000_000;
+    r.ctime_ns = 1_795_420_200_000_000_000;
+    r.btime_ns = Some(1_795_419_000_000_000_000);
+    r
 }
 
 impl Spec {
@@ -216,16 +199,21 @@ impl Spec {
         self
     }
 
-    /// The bundle bytes, signed with `key` when given.
+    /// The bundle bytes, signed with `key` when given. zstd level 3 on the calling
+    /// thread: the same spec and key always give the same bytes.
     pub fn bytes(&self, key: Option<&SigningKey>) -> Vec<u8> {
-        let mut w = BundleWriter::new(
-            Vec::new(),
+        self.bytes_with(
+            key,
             WriterOptions {
                 level: 3,
                 threads: 0,
             },
         )
-        .unwrap();
+    }
+
+    /// The bundle bytes written with the given zstd options.
+    pub fn bytes_with(&self, key: Option<&SigningKey>, options: WriterOptions) -> Vec<u8> {
+        let mut w = BundleWriter::new(Vec::new(), options).unwrap();
         let jsonl = |items: Vec<Value>| -> Vec<u8> {
             items
                 .iter()
@@ -304,20 +292,20 @@ impl Spec {
             .cloned()
             .unwrap_or_else(|| serde_json::to_vec(&self.volumes).unwrap());
         w.add_member("exhibit/volumes.json", &vols).unwrap();
-        let mut log = AcquisitionLog::new();
-        log.record("container", "ok", None, None);
-        log.record(
-            "processes",
-            "ok",
-            Some(format!("{} processes", self.processes.len())),
-            None,
-        );
-        log.record("files", "ok", None, None);
         let acq = self
             .raw
             .get("exhibit/acquisition.jsonl")
             .cloned()
-            .unwrap_or_else(|| log.bytes().to_vec());
+            .unwrap_or_else(|| {
+                acquisition(&[
+                    ("container", None),
+                    (
+                        "processes",
+                        Some(format!("{} processes", self.processes.len())),
+                    ),
+                    ("files", None),
+                ])
+            });
         w.add_member("exhibit/acquisition.jsonl", &acq).unwrap();
         let mut m = manifest(self.incomplete.clone());
         m.counts.processes = self.processes.len() as u64;
@@ -330,6 +318,52 @@ impl Spec {
     pub fn write(&self, path: &Path, key: Option<&SigningKey>) {
         std::fs::write(path, self.bytes(key)).unwrap();
     }
+}
+
+/// A container after an intrusion: a miner in /tmp, a setuid copy, a dropped symlink,
+/// a deleted file, the miner's process and its outbound connection.
+pub fn intrusion() -> Spec {
+    Spec::default()
+        .dir("/tmp", ChangeKind::Modified)
+        .file("/tmp/.x/miner", ChangeKind::Added, 0o755, b"\x7fELF miner")
+        .file("/var/cache/app/data", ChangeKind::Added, 0o644, b"cache")
+        .file("/usr/bin/su2", ChangeKind::Added, 0o4755, b"\x7fELF su")
+        .symlink("/usr/bin/sh2", "/bin/busybox")
+        .deleted("/etc/motd")
+        .process(process(100, "/bin/httpd", &["httpd", "-f", "-p", "8080"]))
+        .process(process(101, "/tmp/.x/miner", &["miner", "--pool", "x"]))
+        .socket("tcp", "LISTEN", "0.0.0.0:8080", "0.0.0.0:0", 1)
+        .socket(
+            "tcp",
+            "ESTABLISHED",
+            "172.17.0.2:41000",
+            "198.51.100.7:3333",
+            2,
+        )
+        .log("started")
+}
+
+/// A hash-chained acquisition log of `ok` events at fixed instants (the library's
+/// AcquisitionLog stamps the current time; test bundles must be reproducible).
+pub fn acquisition(steps: &[(&str, Option<String>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut prev = GENESIS.to_string();
+    for (seq, (step, detail)) in steps.iter().enumerate() {
+        let ev = AcquisitionEvent {
+            seq: seq as u64,
+            t: format!("2026-11-23T08:31:02.{:09}Z", 200_000_000 + seq),
+            step: step.to_string(),
+            outcome: "ok".into(),
+            detail: detail.clone(),
+            error: None,
+            prev: prev.clone(),
+        };
+        let line = serde_json::to_vec(&ev).unwrap();
+        prev = sha256_hex(&line);
+        out.extend_from_slice(&line);
+        out.push(b'\n');
+    }
+    out
 }
 
 /// A process record with defaults.
@@ -372,11 +406,20 @@ pub fn process(pid: i32, exe: &str, argv: &[&str]) -> ProcessRecord {
     }
 }
 
-/// (rule, subject) pairs of a findings list, for exact comparisons.
-pub fn pairs(findings: &[exhibit_analyzer::finding::Finding]) -> Vec<(String, String)> {
+/// (rule, subject) pairs of a findings list, sorted, for exact comparisons. Takes the
+/// findings through their JSON form (`rule` and `subject` fields), so this library does
+/// not link the analyzer, whose own tests use it.
+pub fn pairs<F: serde::Serialize>(findings: &[F]) -> Vec<(String, String)> {
+    let field = |v: &Value, name: &str| -> String {
+        v[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("finding without a string {name}: {v}"))
+            .to_string()
+    };
     let mut v: Vec<(String, String)> = findings
         .iter()
-        .map(|f| (f.rule.clone(), f.subject.clone()))
+        .map(|f| serde_json::to_value(f).expect("finding as JSON"))
+        .map(|f| (field(&f, "rule"), field(&f, "subject")))
         .collect();
     v.sort();
     v

@@ -150,6 +150,14 @@ pub fn with_envelope(tar: &[u8], env: &Envelope) -> Vec<u8> {
     t
 }
 
+/// Recomputes the checksum of the tar header `h` (its first 512 bytes), after a test
+/// changed one of its fields on purpose.
+pub fn rechecksum(h: &mut [u8]) {
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h[..512].iter().map(|&b| b as u32).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+}
+
 /// Decompresses a bundle.
 pub fn decompress(b: &[u8]) -> Vec<u8> {
     zstd::decode_all(b).unwrap()

@@ -5,6 +5,7 @@
 mod support;
 
 mod analyzer_cli;
+mod bundle_bytes;
 mod capture_evidence;
 mod collector;
 mod containerd;
