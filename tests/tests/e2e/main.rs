@@ -15,6 +15,7 @@ mod interop;
 mod kubernetes_manifests;
 mod output;
 mod smoke;
+mod snapshots;
 mod tidy;
 mod verify_cli;
 mod yara;
