@@ -23,6 +23,36 @@ pub struct AcquisitionEvent {
     pub prev: String,
 }
 
+/// How one acquisition step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Error,
+    Skipped,
+    Info,
+}
+
+impl Outcome {
+    /// The `outcome` text of the event.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+            Outcome::Skipped => "skipped",
+            Outcome::Info => "info",
+        }
+    }
+
+    /// `Ok` when nothing was lost, else `Error`.
+    pub fn ok_unless(lost: bool) -> Self {
+        if lost {
+            Outcome::Error
+        } else {
+            Outcome::Ok
+        }
+    }
+}
+
 /// Builds the hash-chained log in memory (it is small: a few events per step).
 #[derive(Debug, Default)]
 pub struct AcquisitionLog {
@@ -45,7 +75,7 @@ impl AcquisitionLog {
     pub fn record(
         &mut self,
         step: &str,
-        outcome: &str,
+        outcome: Outcome,
         detail: Option<String>,
         error: Option<String>,
     ) {
@@ -53,7 +83,7 @@ impl AcquisitionLog {
             seq: self.seq,
             t: now_rfc3339(),
             step: step.to_string(),
-            outcome: outcome.to_string(),
+            outcome: outcome.as_str().to_string(),
             detail,
             error,
             prev: self.prev.clone(),
@@ -101,9 +131,9 @@ mod tests {
     #[test]
     fn chain_detects_removed_event() {
         let mut log = AcquisitionLog::new();
-        log.record("processes", "ok", None, None);
-        log.record("sockets", "ok", None, None);
-        log.record("files", "error", None, Some("boom".into()));
+        log.record("processes", Outcome::Ok, None, None);
+        log.record("sockets", Outcome::Ok, None, None);
+        log.record("files", Outcome::Error, None, Some("boom".into()));
         assert_eq!(check_chain(log.bytes()).unwrap().len(), 3);
         let text = String::from_utf8(log.bytes().to_vec()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
@@ -114,8 +144,8 @@ mod tests {
     #[test]
     fn empty_lines_and_a_missing_final_newline_are_refused() {
         let mut log = AcquisitionLog::new();
-        log.record("a", "ok", None, None);
-        log.record("b", "ok", None, None);
+        log.record("a", Outcome::Ok, None, None);
+        log.record("b", Outcome::Ok, None, None);
         let text = String::from_utf8(log.bytes().to_vec()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         let blank = format!("{}\n\n{}\n", lines[0], lines[1]);

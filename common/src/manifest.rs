@@ -90,6 +90,44 @@ impl Completeness {
     }
 }
 
+/// Why a bundle is incomplete: a stable code for machines and the detail for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    pub code: ReasonCode,
+    pub detail: String,
+}
+
+impl Reason {
+    /// A reason with this code and detail.
+    pub fn new(code: ReasonCode, detail: impl Into<String>) -> Self {
+        Reason {
+            code,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The stable codes of [`Reason`] (docs/bundle-format.md, section 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReasonCode {
+    /// Every process of the container exited before it was read.
+    ProcessesExited,
+    /// The socket tables could not be read.
+    SocketsUnreadable,
+    /// A remote daemon: processes only as its `ps` listing, no sockets, memory or tmpfs.
+    RemoteDaemon,
+    /// Neither an upper dir nor a runtime API diff: no filesystem at all.
+    FsNotCaptured,
+    /// Filesystem entries (or whole mounts) lost to errors during the walk.
+    FilesLost,
+    /// The runtime's log API failed.
+    LogsUnreadable,
+    /// A code written by a later version of exhibit.
+    #[serde(other)]
+    Other,
+}
+
 /// Counts of what the bundle holds.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Counts {

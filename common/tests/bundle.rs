@@ -117,7 +117,7 @@ fn sample(key: Option<&ed25519_dalek::SigningKey>) -> Vec<u8> {
     .unwrap();
     w.add_member("exhibit/volumes.json", b"[]").unwrap();
     let mut log = exhibit_common::custody::AcquisitionLog::new();
-    log.record("files", "ok", None, None);
+    log.record("files", exhibit_common::custody::Outcome::Ok, None, None);
     w.add_member("exhibit/acquisition.jsonl", log.bytes())
         .unwrap();
     w.finish(manifest(), key).unwrap().0
@@ -488,7 +488,7 @@ fn duplicates_dangling_hardlinks_and_bad_xattrs_fail_even_when_signed() {
             w.add_content(r, Some(&mut &body[..]), |_, _| {}).unwrap();
         }
         let mut log = exhibit_common::custody::AcquisitionLog::new();
-        log.record("files", "ok", None, None);
+        log.record("files", exhibit_common::custody::Outcome::Ok, None, None);
         w.add_member("exhibit/acquisition.jsonl", log.bytes())
             .unwrap();
         w.finish(manifest(), Some(&k)).unwrap().0
@@ -545,7 +545,7 @@ fn many_large_executables_do_not_exhaust_the_verifier() {
             .unwrap();
     }
     let mut log = exhibit_common::custody::AcquisitionLog::new();
-    log.record("files", "ok", None, None);
+    log.record("files", exhibit_common::custody::Outcome::Ok, None, None);
     w.add_member("exhibit/acquisition.jsonl", log.bytes())
         .unwrap();
     let b = w.finish(manifest(), Some(&k)).unwrap().0;
@@ -571,8 +571,8 @@ fn a_broken_acquisition_chain_fails() {
     )
     .unwrap();
     let mut log = exhibit_common::custody::AcquisitionLog::new();
-    log.record("a", "ok", None, None);
-    log.record("b", "ok", None, None);
+    log.record("a", exhibit_common::custody::Outcome::Ok, None, None);
+    log.record("b", exhibit_common::custody::Outcome::Ok, None, None);
     let text = String::from_utf8(log.bytes().to_vec()).unwrap();
     let second_only = format!("{}\n", text.lines().nth(1).unwrap());
     w.add_member("exhibit/acquisition.jsonl", second_only.as_bytes())
@@ -656,7 +656,7 @@ fn bytes_under_a_whiteout_and_xattr_names_with_eq_or_nul_fail() {
         }];
         w.add_content(f, Some(&mut &b"x"[..]), |_, _| {}).unwrap();
         let mut log = exhibit_common::custody::AcquisitionLog::new();
-        log.record("files", "ok", None, None);
+        log.record("files", exhibit_common::custody::Outcome::Ok, None, None);
         w.add_member("exhibit/acquisition.jsonl", log.bytes())
             .unwrap();
         let b = w.finish(manifest(), Some(&k)).unwrap().0;
