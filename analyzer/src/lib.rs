@@ -7,23 +7,19 @@
 //! no daemon client (DESIGN.md invariant 3).
 
 pub mod cli;
+pub mod commands;
 pub mod container;
-pub mod diff;
 pub mod error;
 pub mod evidence;
-pub mod extract;
 pub mod finding;
 pub mod html;
 pub mod image;
 pub mod layer;
-pub mod learn;
 pub mod logging;
 pub mod netaddr;
 pub mod profile;
 pub mod render;
 pub mod rules;
-pub mod show;
-pub mod timeline;
 pub mod yara_rules;
 
 pub use error::AnalyzeError;
@@ -33,13 +29,13 @@ use cli::{Cli, Command};
 /// Runs one command; the result is the exit code on success.
 pub fn run(cli: &Cli) -> Result<u8, AnalyzeError> {
     match &cli.command {
-        Command::Verify(a) => show::verify_command(a),
-        Command::Show(a) => show::show_command(a),
-        Command::Report(a) => render::report_command(a),
-        Command::Diff(a) => diff::diff_command(a),
-        Command::Timeline(a) => timeline::timeline_command(a),
-        Command::Profile(a) => learn::profile_command(a),
-        Command::Extract(a) => extract::extract_command(a),
+        Command::Verify(a) => commands::verify::verify_command(a),
+        Command::Show(a) => commands::show::show_command(a),
+        Command::Report(a) => commands::report::report_command(a),
+        Command::Diff(a) => commands::diff::diff_command(a),
+        Command::Timeline(a) => commands::timeline::timeline_command(a),
+        Command::Profile(a) => commands::profile::profile_command(a),
+        Command::Extract(a) => commands::extract::extract_command(a),
     }
 }
 

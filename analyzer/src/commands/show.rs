@@ -1,6 +1,6 @@
-//! `verify` and `show`: what a bundle is and whether it can be trusted.
+//! `show`: what a bundle holds: manifest, container, custody, counts, processes, sockets.
 
-use crate::cli::{DataFormat, ShowArgs, VerifyArgs};
+use crate::cli::{DataFormat, ShowArgs};
 use crate::error::AnalyzeError;
 use crate::evidence::{load_keys, signer_text, Evidence};
 use crate::render::{sanitize_line, write_out};
@@ -9,43 +9,13 @@ use exhibit_common::records::{ProcessRecord, SocketRecord};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 
-/// `verify BUNDLE`: a short summary on stdout; exit 0, 2 or 3.
-pub fn verify_command(a: &VerifyArgs) -> Result<u8, AnalyzeError> {
-    let keys = load_keys(&a.keys.pubkeys)?;
-    let ev = Evidence::open(&a.bundle, &keys)?;
-    let m = ev.bundle.manifest();
-    let c = &ev.container;
-    let mut out = String::new();
-    let _ = writeln!(out, "OK {}", ev.path.display());
-    let _ = writeln!(out, "signer: {}", signer_text(ev.bundle.signer()));
-    let _ = writeln!(
-        out,
-        "container: {} name={} runtime={}",
-        c.id.as_deref().unwrap_or("?"),
-        c.name.as_deref().unwrap_or("?"),
-        c.runtime.as_deref().unwrap_or("?")
-    );
-    let _ = writeln!(out, "completeness: {}", completeness_text(&ev));
-    let _ = writeln!(
-        out,
-        "counts: {} content entries, {} exhibit members, {} processes, {} sockets, {} log lines",
-        ev.bundle.content_entries(),
-        ev.bundle.member_digests().len() + 1,
-        m.counts.processes,
-        m.counts.sockets,
-        m.counts.log_lines
-    );
-    let _ = writeln!(out, "sha256: {}", ev.file_sha256()?);
-    write_out(&sanitize_block(&out))?;
-    Ok(0)
-}
-
 /// Strips terminal control characters from every line of human output.
 pub fn sanitize_block(s: &str) -> String {
     s.lines().map(|l| sanitize_line(l) + "\n").collect()
 }
 
-fn completeness_text(ev: &Evidence) -> String {
+/// "complete" or "INCOMPLETE (reasons)".
+pub fn completeness_text(ev: &Evidence) -> String {
     let c = &ev.bundle.manifest().completeness;
     match c.status {
         CompletenessStatus::Complete => "complete".into(),

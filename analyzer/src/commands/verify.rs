@@ -1,0 +1,39 @@
+//! `verify`: whether a bundle can be trusted, as a short summary.
+
+use super::show::{completeness_text, sanitize_block};
+use crate::cli::VerifyArgs;
+use crate::error::AnalyzeError;
+use crate::evidence::{load_keys, signer_text, Evidence};
+use crate::render::write_out;
+use std::fmt::Write as _;
+
+/// `verify BUNDLE`: a short summary on stdout; exit 0, 2 or 3.
+pub fn verify_command(a: &VerifyArgs) -> Result<u8, AnalyzeError> {
+    let keys = load_keys(&a.keys.pubkeys)?;
+    let ev = Evidence::open(&a.bundle, &keys)?;
+    let m = ev.bundle.manifest();
+    let c = &ev.container;
+    let mut out = String::new();
+    let _ = writeln!(out, "OK {}", ev.path.display());
+    let _ = writeln!(out, "signer: {}", signer_text(ev.bundle.signer()));
+    let _ = writeln!(
+        out,
+        "container: {} name={} runtime={}",
+        c.id.as_deref().unwrap_or("?"),
+        c.name.as_deref().unwrap_or("?"),
+        c.runtime.as_deref().unwrap_or("?")
+    );
+    let _ = writeln!(out, "completeness: {}", completeness_text(&ev));
+    let _ = writeln!(
+        out,
+        "counts: {} content entries, {} exhibit members, {} processes, {} sockets, {} log lines",
+        ev.bundle.content_entries(),
+        ev.bundle.member_digests().len() + 1,
+        m.counts.processes,
+        m.counts.sockets,
+        m.counts.log_lines
+    );
+    let _ = writeln!(out, "sha256: {}", ev.file_sha256()?);
+    write_out(&sanitize_block(&out))?;
+    Ok(0)
+}
