@@ -1,0 +1,28 @@
+//! `exhibit-collect keygen`: a new signing key pair, never over existing files.
+
+use crate::error::UserError;
+use anyhow::Result;
+
+/// Writes PREFIX.key and PREFIX.pub and prints their paths and the keyid.
+pub fn run(out: &std::path::Path) -> Result<u8> {
+    let key = exhibit_common::keys::generate()?;
+    match exhibit_common::keys::write_keypair(out, &key) {
+        Ok((k, p)) => {
+            println!(
+                "{}\n{}\nkeyid {}",
+                k.display(),
+                p.display(),
+                exhibit_common::keys::keyid(&key.verifying_key())
+            );
+            Ok(0)
+        }
+        Err(e @ exhibit_common::keys::KeyError::Exists { .. }) => {
+            Err(UserError::new(e.to_string())
+                .hint("choose another --out prefix; existing keys are never overwritten")
+                .into())
+        }
+        Err(e) => Err(UserError::new(e.to_string())
+            .hint("check that the directory exists and is writable")
+            .into()),
+    }
+}
