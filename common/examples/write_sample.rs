@@ -319,11 +319,15 @@ fn logs() -> Vec<LogLine> {
             t: Some(t(-5_000)),
             stream: "stdout".into(),
             line: "GET /cgi-bin/status.sh 200".into(),
+            truncated: false,
+            original_len: None,
         },
         LogLine {
             t: Some(t(-4_000)),
             stream: "stderr".into(),
             line: ByteText(vec![b's', b'h', b':', b' ', 0xc3, 0x28]),
+            truncated: false,
+            original_len: None,
         },
     ]
 }

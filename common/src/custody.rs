@@ -2,6 +2,7 @@
 //! order, each line carrying the sha256 of the previous line so that a removed or
 //! reordered event is visible even without the signature.
 
+use crate::limits::{MAX_EVENT_TEXT, MAX_JSON_DOCUMENT, MAX_QUOTED};
 use crate::text::now_rfc3339;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -71,7 +72,9 @@ impl AcquisitionLog {
         }
     }
 
-    /// Appends an event stamped now.
+    /// Appends an event stamped now. `detail` and `error` are cut to
+    /// [`MAX_EVENT_TEXT`] JSON-encoded bytes; once the log nears the reader's document
+    /// limit they are left out, so the log always stays readable.
     pub fn record(
         &mut self,
         step: &str,
@@ -79,6 +82,18 @@ impl AcquisitionLog {
         detail: Option<String>,
         error: Option<String>,
     ) {
+        // Room for the last events (capture.end) whatever came before.
+        let full = self.lines.len() + 2 * MAX_EVENT_TEXT + (64 << 10) > LOG_ROOM;
+        let fit = |t: Option<String>| {
+            t.map(|t| {
+                if full {
+                    "(left out: the acquisition log is at its size limit)".to_string()
+                } else {
+                    cut_encoded(t, MAX_EVENT_TEXT)
+                }
+            })
+        };
+        let (detail, error) = (fit(detail), fit(error));
         let ev = AcquisitionEvent {
             seq: self.seq,
             t: now_rfc3339(),
@@ -99,6 +114,63 @@ impl AcquisitionLog {
     pub fn bytes(&self) -> &[u8] {
         &self.lines
     }
+}
+
+// The log's size at which details are left out: the document limit less room for the
+// remaining events of a capture.
+const LOG_ROOM: usize = MAX_JSON_DOCUMENT as usize - (1 << 20);
+
+// Bytes of `c` inside a JSON string as serde_json writes it.
+fn encoded_len(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+        c if (c as u32) < 0x20 => 6,
+        c => c.len_utf8(),
+    }
+}
+
+// `text` cut so that its JSON encoding is at most `max` bytes, with a note of the cut.
+fn cut_encoded(text: String, max: usize) -> String {
+    let mut used = 0;
+    for (i, c) in text.char_indices() {
+        used += encoded_len(c);
+        if used > max.saturating_sub(48) {
+            let cut = text.len() - i;
+            return format!("{}… ({cut} bytes cut)", &text[..i]);
+        }
+    }
+    text
+}
+
+/// A container-controlled text (a path, a name) as an acquisition event or a reason
+/// quotes it: control characters shown as `\xNN`, at most [`MAX_QUOTED`] bytes of it,
+/// then "…" when there was more.
+pub fn quote(bytes: &[u8]) -> String {
+    quote_at_most(bytes, MAX_QUOTED)
+}
+
+/// [`quote`] with another length: at most `max` bytes of `bytes`.
+pub fn quote_at_most(bytes: &[u8], max: usize) -> String {
+    let shown = &bytes[..bytes.len().min(max)];
+    let mut out = String::with_capacity(shown.len() + 4);
+    for chunk in shown.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                for b in c.to_string().bytes() {
+                    out.push_str(&format!("\\x{b:02x}"));
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    if bytes.len() > max {
+        out.push('…');
+    }
+    out
 }
 
 /// Checks the chain of an acquisition log; returns the events or the first broken line.
@@ -139,6 +211,42 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         let without_middle = format!("{}\n{}\n", lines[0], lines[2]);
         assert!(check_chain(without_middle.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn an_event_line_stays_under_the_readers_line_cap_and_the_log_under_its_document_cap() {
+        // 60 drop messages of 64 KB control-character paths (the red-team case): each
+        // JSON-escapes to six times its size.
+        let path = "\u{1}".repeat(64 << 10);
+        let mut log = AcquisitionLog::new();
+        for _ in 0..300 {
+            let items: Vec<String> = (0..60).map(|_| format!("{path}: user.a=b (x)")).collect();
+            log.record(
+                "files.xattrs",
+                Outcome::Info,
+                Some(items.join("; ")),
+                Some(path.clone()),
+            );
+        }
+        log.record("capture.end", Outcome::Ok, Some("done".into()), None);
+        assert!(log.bytes().len() as u64 <= MAX_JSON_DOCUMENT);
+        for line in log.bytes().split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            assert!(line.len() <= 2 * MAX_EVENT_TEXT + 1024, "{}", line.len());
+        }
+        let events = check_chain(log.bytes()).unwrap();
+        assert_eq!(events.len(), 301);
+        assert_eq!(events[300].step, "capture.end");
+        assert!(events[0].detail.as_ref().unwrap().contains("bytes cut)"));
+    }
+
+    #[test]
+    fn quoted_paths_are_bounded_and_escaped() {
+        assert_eq!(quote(b"/etc/passwd"), "/etc/passwd");
+        assert_eq!(quote(b"/x\n\x1b[31m\xff"), "/x\\x0a\\x1b[31m\\xff");
+        let long = vec![b'\x01'; 64 << 10];
+        let q = quote(&long);
+        assert!(q.ends_with('…'));
+        assert_eq!(q.len(), MAX_QUOTED * 4 + '…'.len_utf8());
     }
 
     #[test]

@@ -66,6 +66,10 @@ pub struct FreezeWindow {
 pub struct Completeness {
     pub status: CompletenessStatus,
     pub reasons: Vec<String>,
+    /// The same reasons with their stable codes, in the same order (absent in bundles
+    /// of earlier versions and when complete).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lost: Vec<Reason>,
 }
 
 /// Whether every source was read.
@@ -86,7 +90,15 @@ impl Completeness {
                 CompletenessStatus::Incomplete
             },
             reasons,
+            lost: Vec::new(),
         }
+    }
+
+    /// Complete when nothing was lost; `reasons` holds the details of `lost`.
+    pub fn from_losses(lost: Vec<Reason>) -> Self {
+        let mut c = Completeness::from_reasons(lost.iter().map(|r| r.detail.clone()).collect());
+        c.lost = lost;
+        c
     }
 }
 
@@ -123,6 +135,18 @@ pub enum ReasonCode {
     FilesLost,
     /// The runtime's log API failed.
     LogsUnreadable,
+    /// Memory regions `--memory` wanted were not taken (unreadable, gone, over a cap).
+    MemoryNotTaken,
+    /// Executables that should have been kept were not.
+    ExecutablesNotKept,
+    /// A process record was cut to the reader's line limit.
+    RecordTruncated,
+    /// Log lines longer than the log line limit were cut there.
+    LogLineCut,
+    /// The logs were cut at the bundle's entry limit (`logs_cut_at`).
+    LogsOverLimit,
+    /// The runtime's own log file on the host could not be read.
+    RuntimeLogUnreadable,
     /// A code written by a later version of exhibit.
     #[serde(other)]
     Other,

@@ -281,6 +281,79 @@ pub struct ProcessRecord {
     pub errors: Vec<String>,
 }
 
+impl ProcessRecord {
+    /// Cuts the record's lists (fds, maps, environment, argv, memory regions, errors),
+    /// longest first, until its JSON line is at most `max` bytes, marking each cut list
+    /// truncated; returns whether anything was cut. A hostile process can make its own
+    /// record shorter, never unreadable.
+    pub fn fit_line(&mut self, max: u64) -> bool {
+        let mut cut = false;
+        loop {
+            let len = serde_json::to_vec(self)
+                .map(|v| v.len() as u64)
+                .unwrap_or(u64::MAX);
+            if len <= max {
+                return cut;
+            }
+            cut = true;
+            let sizes = [
+                json_len(&self.fds),
+                json_len(&self.maps.items),
+                json_len(&self.env.items),
+                json_len(&self.argv.items),
+                json_len(&self.memory),
+                json_len(&self.errors),
+            ];
+            let (largest, size) = sizes
+                .iter()
+                .enumerate()
+                .max_by_key(|(_, s)| **s)
+                .map(|(i, s)| (i, *s))
+                .unwrap_or((0, 0));
+            if size <= 2 {
+                // Nothing left to cut: only fixed fields remain (never over the cap).
+                self.comm = ByteText::default();
+                self.cwd = None;
+                self.exe = None;
+                self.cgroup = None;
+                return true;
+            }
+            match largest {
+                0 => {
+                    halve(&mut self.fds);
+                    self.fds_truncated = true;
+                }
+                1 => halve_list(&mut self.maps),
+                2 => halve_list(&mut self.env),
+                3 => halve_list(&mut self.argv),
+                4 => halve(&mut self.memory),
+                _ => halve(&mut self.errors),
+            }
+            if !self.errors.iter().any(|e| e == RECORD_CUT) {
+                self.errors.push(RECORD_CUT.to_string());
+            }
+        }
+    }
+}
+
+/// The error a process record carries when [`ProcessRecord::fit_line`] cut it.
+pub const RECORD_CUT: &str = "record cut to the bundle's line limit";
+
+fn json_len<T: Serialize>(v: &T) -> u64 {
+    serde_json::to_vec(v)
+        .map(|v| v.len() as u64)
+        .unwrap_or(u64::MAX)
+}
+
+fn halve<T>(v: &mut Vec<T>) {
+    v.truncate(v.len() / 2);
+}
+
+fn halve_list(l: &mut CappedList) {
+    halve(&mut l.items);
+    l.truncated = true;
+}
+
 /// One line of exhibit/sockets.jsonl.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SocketRecord {
@@ -300,6 +373,30 @@ pub struct LogLine {
     pub t: Option<String>,
     pub stream: String,
     pub line: ByteText,
+    /// The line was longer than the log line limit and cut there.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    /// Length of the line before the cut, in bytes (only on a cut line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_len: Option<u64>,
+}
+
+impl LogLine {
+    /// A log line of `text`, cut at [`crate::limits::MAX_LOG_LINE`] and marked when
+    /// longer or when `skipped` bytes of it were already dropped by the reader.
+    pub fn capped(t: Option<String>, stream: &str, mut text: Vec<u8>, skipped: u64) -> Self {
+        let max = crate::limits::MAX_LOG_LINE;
+        let original = text.len() as u64 + skipped;
+        let truncated = skipped > 0 || text.len() > max;
+        text.truncate(max);
+        LogLine {
+            t,
+            stream: stream.to_string(),
+            line: ByteText(text),
+            truncated,
+            original_len: truncated.then_some(original),
+        }
+    }
 }
 
 /// One mount of the container, as in exhibit/volumes.json.

@@ -61,6 +61,28 @@ pub struct CopyOutcome {
     pub grew: bool,
 }
 
+// Tracks the longest line of a JSON Lines member as it streams.
+#[derive(Default)]
+struct LineCheck {
+    current: u64,
+    over: bool,
+}
+
+impl LineCheck {
+    fn feed(&mut self, bytes: &[u8]) {
+        for part in bytes.split_inclusive(|&b| b == b'\n') {
+            let newline = part.last() == Some(&b'\n');
+            self.current += part.len() as u64 - u64::from(newline);
+            if self.current > limits::MAX_JSON_LINE {
+                self.over = true;
+            }
+            if newline {
+                self.current = 0;
+            }
+        }
+    }
+}
+
 /// Writes one bundle to `W`.
 pub struct BundleWriter<W: Write> {
     out: zstd::stream::write::Encoder<'static, W>,
@@ -145,13 +167,25 @@ impl<W: Write> BundleWriter<W> {
         if size > MAX_ENTRY_SIZE {
             return Err(WriteError::Limit(name.to_string()));
         }
+        // The reader's units: a JSON document (the acquisition log is read as one) in
+        // bytes, a JSON Lines member per line.
+        let lines = name.ends_with(".jsonl") && name != crate::members::ACQUISITION;
+        if (name.ends_with(".json") || name == crate::members::ACQUISITION)
+            && size > limits::MAX_JSON_DOCUMENT
+        {
+            return Err(WriteError::Limit(name.to_string()));
+        }
         self.exhibit_members += 1;
         if self.exhibit_members > MAX_EXHIBIT_MEMBERS {
             return Err(WriteError::Limit("exhibit/ member count".into()));
         }
         self.out
             .write_all(&render(&EntryHeader::metadata(name, size)))?;
-        let (digest, outcome) = self.copy_exact(src, size)?;
+        let mut line = LineCheck::default();
+        let (digest, outcome) = self.copy_exact(src, size, lines.then_some(&mut line))?;
+        if line.over {
+            return Err(WriteError::Limit(format!("a line of {name}")));
+        }
         if outcome.short || outcome.grew {
             return Err(WriteError::Source {
                 member: name.to_string(),
@@ -167,6 +201,7 @@ impl<W: Write> BundleWriter<W> {
         &mut self,
         src: &mut dyn Read,
         size: u64,
+        mut lines: Option<&mut LineCheck>,
     ) -> Result<(String, CopyOutcome), WriteError> {
         let mut h = Sha256::new();
         let mut left = size;
@@ -196,6 +231,9 @@ impl<W: Write> BundleWriter<W> {
                 }
             };
             h.update(&self.buf[..n]);
+            if let Some(l) = lines.as_deref_mut() {
+                l.feed(&self.buf[..n]);
+            }
             self.out.write_all(&self.buf[..n])?;
             left -= n as u64;
         }
@@ -256,13 +294,15 @@ impl<W: Write> BundleWriter<W> {
                 Some(r) => r,
                 None => &mut empty,
             };
-            let (digest, o) = self.copy_exact(src, header.size).map_err(|e| match e {
-                WriteError::Source { source, .. } => WriteError::Source {
-                    member: member.clone(),
-                    source,
-                },
-                e => e,
-            })?;
+            let (digest, o) = self
+                .copy_exact(src, header.size, None)
+                .map_err(|e| match e {
+                    WriteError::Source { source, .. } => WriteError::Source {
+                        member: member.clone(),
+                        source,
+                    },
+                    e => e,
+                })?;
             outcome = o;
             record.sha256 = (record.file_type == FileType::File).then_some(digest);
         } else {
@@ -279,7 +319,11 @@ impl<W: Write> BundleWriter<W> {
             Some(s) => s,
             None => self.changes.insert(BufWriter::new(tempfile::tempfile()?)),
         };
-        serde_json::to_writer(&mut *spool, &record).map_err(io::Error::from)?;
+        let line = serde_json::to_vec(&record).map_err(io::Error::from)?;
+        if line.len() as u64 > limits::MAX_JSON_LINE {
+            return Err(WriteError::Limit(format!("the record of {member}")));
+        }
+        spool.write_all(&line)?;
         spool.write_all(b"\n")?;
         Ok(())
     }

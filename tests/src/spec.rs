@@ -195,6 +195,8 @@ impl Spec {
             t: Some("2026-11-23T08:10:00.000000000Z".into()),
             stream: "stderr".into(),
             line: line.into(),
+            truncated: false,
+            original_len: None,
         });
         self
     }

@@ -60,7 +60,10 @@ impl Run<'_> {
                 format!(
                     "{} filesystem entries lost during the read (first: {})",
                     stats.errors.len(),
-                    stats.errors[0]
+                    exhibit_common::custody::quote_at_most(
+                        stats.errors[0].as_bytes(),
+                        2 * exhibit_common::limits::MAX_QUOTED
+                    )
                 ),
             );
         }

@@ -17,6 +17,8 @@ use std::path::Path;
 #[derive(Debug, Default)]
 pub(super) struct LogsWritten {
     pub lines: u64,
+    /// Lines cut at the log line limit.
+    pub cut_lines: u64,
     /// The time of the first line left out at the entry limit.
     pub cut_at: Option<String>,
 }
@@ -51,6 +53,7 @@ impl Run<'_> {
                 }
                 bytes += line.len() as u64 + 1;
                 out.lines += 1;
+                out.cut_lines += u64::from(l.truncated);
                 if let Err(e) = spool.write_all(&line).and_then(|_| spool.write_all(b"\n")) {
                     io_err = Some(e);
                 }
@@ -70,6 +73,22 @@ impl Run<'_> {
             }
             if let Some(e) = io_err {
                 return Err(e).context("spooling logs");
+            }
+            if out.cut_lines > 0 {
+                self.lost(
+                    ReasonCode::LogLineCut,
+                    format!(
+                        "{} log lines longer than {} bytes cut there (their records are marked truncated)",
+                        out.cut_lines,
+                        exhibit_common::limits::MAX_LOG_LINE
+                    ),
+                );
+            }
+            if let Some(t) = &out.cut_at {
+                self.lost(
+                    ReasonCode::LogsOverLimit,
+                    format!("logs cut at the bundle's entry limit from {t} on"),
+                );
             }
             spool.flush()?;
         }
@@ -103,12 +122,18 @@ impl Run<'_> {
                     None,
                 );
             }
-            Err(e) => self.log.record(
-                "logs.runtime-file",
-                Outcome::Error,
-                Some(path.display().to_string()),
-                Some(e.to_string()),
-            ),
+            Err(e) => {
+                self.log.record(
+                    "logs.runtime-file",
+                    Outcome::Error,
+                    Some(path.display().to_string()),
+                    Some(e.to_string()),
+                );
+                self.lost(
+                    ReasonCode::RuntimeLogUnreadable,
+                    format!("the runtime's log file {}: {e}", path.display()),
+                );
+            }
         }
         Ok(())
     }

@@ -325,11 +325,44 @@ fn warn_still_paused(facts: &ContainerFacts, e: &anyhow::Error, hint: &str) {
     eprintln!("hint: it is still paused; resume it with `{hint}`");
 }
 
-// The first `n` items joined with "; ", and how many more there were.
+// The first `n` items joined with "; ", each a bounded, escaped quote (an item names a
+// container path), and how many more there were.
 fn first_of(items: &[String], n: usize) -> String {
-    let mut s = items.iter().take(n).cloned().collect::<Vec<_>>().join("; ");
+    let mut s = items
+        .iter()
+        .take(n)
+        .map(|i| {
+            exhibit_common::custody::quote_at_most(
+                i.as_bytes(),
+                2 * exhibit_common::limits::MAX_QUOTED,
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
     if items.len() > n {
         s.push_str(&format!("; ... {} more", items.len() - n));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_of_quotes_a_bounded_escaped_prefix_of_each_item() {
+        // 60 drop messages of 64 KB control-character paths with xattr user.a=b.
+        let path = "\u{1}".repeat(64 << 10);
+        let items: Vec<String> = (0..60)
+            .map(|_| format!("{path}: user.a=b (not stored)"))
+            .collect();
+        let s = first_of(&items, 50);
+        assert!(
+            s.len() < 50 * (2 * exhibit_common::limits::MAX_QUOTED * 4 + 8) + 32,
+            "{}",
+            s.len()
+        );
+        assert!(s.ends_with("; ... 10 more"));
+        assert!(!s.contains('\u{1}') && s.contains("\\x01"));
+    }
 }

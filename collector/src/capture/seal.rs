@@ -125,7 +125,7 @@ impl Run<'_> {
             started_at: self.started_at.clone(),
             ended_at,
             freeze: self.freeze.clone(),
-            completeness: Completeness::from_reasons(reasons.clone()),
+            completeness: Completeness::from_losses(self.reasons.clone()),
             fs_method: fs_method.into(),
             counts: Counts {
                 trees: Default::default(),

@@ -150,6 +150,15 @@ impl Run<'_> {
             )),
             (!missed.is_empty()).then(|| first_of(&missed, 50)),
         );
+        if !missed.is_empty() {
+            self.lost(
+                ReasonCode::MemoryNotTaken,
+                format!(
+                    "{} memory regions wanted by --memory not taken (listed in the memory event)",
+                    missed.len()
+                ),
+            );
+        }
     }
 
     fn keep_executables(&mut self, v: &mut Volatile) {
@@ -196,6 +205,15 @@ impl Run<'_> {
             )),
             (!exe_misses.is_empty()).then(|| first_of(&exe_misses, 50)),
         );
+        if !exe_misses.is_empty() {
+            self.lost(
+                ReasonCode::ExecutablesNotKept,
+                format!(
+                    "{} executables not kept (listed in the executables event)",
+                    exe_misses.len()
+                ),
+            );
+        }
     }
 
     // Processes of a running container of a remote daemon: the daemon's own `ps` listing
@@ -275,9 +293,25 @@ impl Run<'_> {
             writer.add_member_from(&r.member, &mut r.spool, size)?;
         }
         let mut lines = Vec::new();
-        for p in &v.processes {
+        let mut cut = Vec::new();
+        for p in v.processes.iter_mut() {
+            // argv, environment, fds and maps are the process's own: cut the record to
+            // the reader's line limit rather than write a line it refuses.
+            if p.fit_line(exhibit_common::limits::MAX_JSON_LINE) {
+                cut.push(p.pid);
+            }
             serde_json::to_writer(&mut lines, p)?;
             lines.push(b'\n');
+        }
+        if !cut.is_empty() {
+            self.lost(
+                ReasonCode::RecordTruncated,
+                format!(
+                    "{} process records cut to the bundle's line limit (pids {:?})",
+                    cut.len(),
+                    &cut[..cut.len().min(20)]
+                ),
+            );
         }
         writer.add_member(members::PROCESSES, &lines)?;
         let mut lines = Vec::new();

@@ -5,7 +5,6 @@ use anyhow::{anyhow, Context, Result};
 use bollard::query_parameters::{InspectContainerOptions, ListContainersOptions, LogsOptions};
 use bollard::Docker;
 use exhibit_common::records::{LogLine, MountRecord};
-use exhibit_common::text::ByteText;
 use futures_util::StreamExt;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -445,8 +444,7 @@ impl Runtime for DockerRuntime {
             tail: "all".into(),
         };
         let mut stream = self.docker.logs(&facts.id, Some(opts));
-        let mut pending: Vec<u8> = Vec::new();
-        let mut pending_stream = "stdout";
+        let mut lines = LineSplitter::default();
         while let Some(item) = stream.next().await {
             let (stream_name, message) = match item.context("reading Docker logs")? {
                 bollard::container::LogOutput::StdOut { message } => ("stdout", message),
@@ -455,22 +453,9 @@ impl Runtime for DockerRuntime {
                 bollard::container::LogOutput::StdIn { message } => ("stdin", message),
             };
             // Frames may split or join lines; re-split on newlines per stream.
-            if stream_name != pending_stream && !pending.is_empty() {
-                sink(split_timestamp(
-                    pending_stream,
-                    &std::mem::take(&mut pending),
-                ));
-            }
-            pending_stream = stream_name;
-            pending.extend_from_slice(&message);
-            while let Some(nl) = pending.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = pending.drain(..=nl).collect();
-                sink(split_timestamp(stream_name, &line[..line.len() - 1]));
-            }
+            lines.push(stream_name, &message, sink);
         }
-        if !pending.is_empty() {
-            sink(split_timestamp(pending_stream, &pending));
-        }
+        lines.finish(sink);
         Ok(())
     }
 
@@ -535,8 +520,67 @@ impl Runtime for DockerRuntime {
     }
 }
 
+/// Splits the frames of a log stream into lines in one pass: only new bytes are scanned
+/// for a newline, and at most `MAX_LOG_LINE` bytes of a line are held (the rest is
+/// counted, and the line's record marked truncated), so memory stays flat and time
+/// linear whatever the container writes.
+#[derive(Default)]
+pub(crate) struct LineSplitter {
+    pending: Vec<u8>,
+    /// Bytes of the pending line dropped over the cap.
+    skipped: u64,
+    stream: &'static str,
+}
+
+impl LineSplitter {
+    /// Adds the bytes of one frame of `stream`, handing every finished line to `sink`.
+    pub(crate) fn push(
+        &mut self,
+        stream: &'static str,
+        bytes: &[u8],
+        sink: &mut dyn FnMut(LogLine),
+    ) {
+        if stream != self.stream {
+            self.finish(sink);
+            self.stream = stream;
+        }
+        let mut rest = bytes;
+        while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+            self.take(&rest[..nl]);
+            self.emit(sink);
+            rest = &rest[nl + 1..];
+        }
+        self.take(rest);
+    }
+
+    /// Hands over the last line when it has no newline.
+    pub(crate) fn finish(&mut self, sink: &mut dyn FnMut(LogLine)) {
+        if !self.pending.is_empty() || self.skipped > 0 {
+            self.emit(sink);
+        }
+    }
+
+    fn take(&mut self, part: &[u8]) {
+        // The timestamp prefix rides on top of the line's own cap.
+        let room = (exhibit_common::limits::MAX_LOG_LINE + TIMESTAMP_ROOM)
+            .saturating_sub(self.pending.len());
+        let kept = part.len().min(room);
+        self.pending.extend_from_slice(&part[..kept]);
+        self.skipped += (part.len() - kept) as u64;
+    }
+
+    fn emit(&mut self, sink: &mut dyn FnMut(LogLine)) {
+        let line = std::mem::take(&mut self.pending);
+        let skipped = std::mem::take(&mut self.skipped);
+        sink(split_timestamp(self.stream, &line, skipped));
+    }
+}
+
+// Room for Docker's RFC 3339 timestamp and its space before a line.
+const TIMESTAMP_ROOM: usize = 64;
+
 // Docker prefixes each line with an RFC 3339 timestamp and a space when asked to.
-fn split_timestamp(stream: &str, line: &[u8]) -> LogLine {
+fn split_timestamp(stream: &str, line: &[u8], skipped: u64) -> LogLine {
     let (t, rest) = match line.iter().position(|&b| b == b' ') {
         Some(sp) => match std::str::from_utf8(&line[..sp])
             .ok()
@@ -547,11 +591,7 @@ fn split_timestamp(stream: &str, line: &[u8]) -> LogLine {
         },
         None => (None, line),
     };
-    LogLine {
-        t,
-        stream: stream.to_string(),
-        line: ByteText(rest.to_vec()),
-    }
+    LogLine::capped(t, stream, rest.to_vec(), skipped)
 }
 
 /// First tar header of an archive: type, size, mode, uid, gid, mtime, link, data offset.
@@ -707,6 +747,41 @@ async fn api_diff(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_huge_line_without_newline_is_cut_marked_and_held_flat() {
+        // 400 MiB of stdout without a newline, in 16 KiB frames, then a short line.
+        let frame = vec![b'x'; 16 << 10];
+        let mut got = Vec::new();
+        let mut sink = |l: LogLine| got.push(l);
+        let mut s = LineSplitter::default();
+        s.push("stdout", b"2026-11-23T08:10:00.000000000Z ", &mut sink);
+        for _ in 0..(400 << 20) / frame.len() {
+            s.push("stdout", &frame, &mut sink);
+            assert!(s.pending.capacity() <= 4 << 20, "memory stays flat");
+        }
+        s.push(
+            "stdout",
+            b"\n2026-11-23T08:10:01.000000000Z ok\n",
+            &mut sink,
+        );
+        s.push("stderr", b"2026-11-23T08:10:02.000000000Z tail", &mut sink);
+        s.finish(&mut sink);
+        assert_eq!(got.len(), 3);
+        assert!(got[0].truncated);
+        assert_eq!(
+            got[0].line.as_bytes().len(),
+            exhibit_common::limits::MAX_LOG_LINE
+        );
+        assert_eq!(got[0].original_len, Some(400 << 20));
+        assert_eq!(got[0].t.as_deref(), Some("2026-11-23T08:10:00.000000000Z"));
+        assert!(!got[1].truncated && got[1].original_len.is_none());
+        assert_eq!(got[1].line.as_bytes(), b"ok");
+        assert_eq!(
+            (got[2].stream.as_str(), got[2].line.as_bytes()),
+            ("stderr", &b"tail"[..])
+        );
+    }
 
     fn inspect(v: serde_json::Value) -> bollard::models::ContainerInspectResponse {
         serde_json::from_value(v).expect("inspect JSON")

@@ -4,7 +4,6 @@
 
 use anyhow::{Context, Result};
 use exhibit_common::records::LogLine;
-use exhibit_common::text::ByteText;
 use rustix::fs::{Mode, OFlags};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read};
@@ -13,9 +12,9 @@ use std::path::{Path, PathBuf};
 /// Where kubelet keeps pod logs.
 pub const PODS_ROOT: &str = "/var/log/pods";
 
-/// Longest log line kept; longer ones are cut there (kubelet itself splits lines at
-/// 16 KiB, so only a hostile or foreign file has longer ones).
-pub const MAX_LINE: usize = 1 << 20;
+/// Longest log line kept; longer ones are cut there and marked (kubelet itself splits
+/// lines at 16 KiB, so only a hostile or foreign file has longer ones).
+pub const MAX_LINE: usize = exhibit_common::limits::MAX_LOG_LINE;
 
 /// The log files of one container, as found on this host.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -151,11 +150,11 @@ pub fn read(files: &[PathBuf], since: Option<i64>, sink: &mut dyn FnMut(LogLine)
         let size = (st.st_size as u64).min(exhibit_common::limits::MAX_ENTRY_SIZE);
         let mut r = BufReader::new(std::fs::File::from(fd).take(size));
         let mut line = Vec::new();
-        // Partial lines per stream: (time of the first part, text so far).
-        let mut pending: std::collections::BTreeMap<String, (Option<i128>, Vec<u8>)> =
+        // Partial lines per stream: (time of the first part, text so far, bytes cut).
+        let mut pending: std::collections::BTreeMap<String, (Option<i128>, Vec<u8>, u64)> =
             Default::default();
         // Room for the time, stream and tag before the text.
-        while next_line(&mut r, &mut line, MAX_LINE + 256)
+        while let Some(total) = next_line(&mut r, &mut line, MAX_LINE + 256)
             .with_context(|| format!("reading {}", f.display()))?
         {
             if line.is_empty() {
@@ -172,16 +171,19 @@ pub fn read(files: &[PathBuf], since: Option<i64>, sink: &mut dyn FnMut(LogLine)
                 .unwrap_or_default();
             let tag = parts.next().unwrap_or_default();
             let text = parts.next().unwrap_or_default();
-            let (t0, mut joined) = pending.remove(&stream).unwrap_or((t, Vec::new()));
-            joined.extend_from_slice(&text[..text.len().min(MAX_LINE - joined.len())]);
+            let (t0, mut joined, mut cut) = pending.remove(&stream).unwrap_or((t, Vec::new(), 0));
+            let room = MAX_LINE.saturating_sub(joined.len());
+            let kept = text.len().min(room);
+            joined.extend_from_slice(&text[..kept]);
+            cut += (text.len() - kept) as u64 + (total - line.len() as u64);
             if tag == b"P" {
-                pending.insert(stream, (t0, joined));
+                pending.insert(stream, (t0, joined, cut));
                 continue;
             }
-            emit(t0, stream, joined, since, sink);
+            emit(t0, stream, joined, cut, since, sink);
         }
-        for (stream, (t, text)) in pending {
-            emit(t, stream, text, since, sink);
+        for (stream, (t, text, cut)) in pending {
+            emit(t, stream, text, cut, since, sink);
         }
     }
     Ok(())
@@ -191,6 +193,7 @@ fn emit(
     t: Option<i128>,
     stream: String,
     text: Vec<u8>,
+    cut: u64,
     since: Option<i64>,
     sink: &mut dyn FnMut(LogLine),
 ) {
@@ -199,34 +202,37 @@ fn emit(
             return;
         }
     }
-    sink(LogLine {
-        t: t.map(exhibit_common::text::rfc3339_ns),
-        stream,
-        line: ByteText(text),
-    });
+    sink(LogLine::capped(
+        t.map(exhibit_common::text::rfc3339_ns),
+        &stream,
+        text,
+        cut,
+    ));
 }
 
 // The next line without its newline into `buf`, at most `max` bytes of it kept (the
-// rest skipped without buffering); false at the end.
-fn next_line<R: BufRead>(r: &mut R, buf: &mut Vec<u8>, max: usize) -> std::io::Result<bool> {
+// rest skipped without buffering); its whole length, or None at the end.
+fn next_line<R: BufRead>(r: &mut R, buf: &mut Vec<u8>, max: usize) -> std::io::Result<Option<u64>> {
     buf.clear();
+    let mut total = 0u64;
     let mut any = false;
     loop {
         let (used, done) = {
             let avail = r.fill_buf()?;
             if avail.is_empty() {
-                return Ok(any);
+                return Ok(any.then_some(total));
             }
             any = true;
             let nl = avail.iter().position(|&b| b == b'\n');
             let chunk = &avail[..nl.unwrap_or(avail.len())];
             let room = max.saturating_sub(buf.len());
             buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            total += chunk.len() as u64;
             (nl.map(|i| i + 1).unwrap_or(avail.len()), nl.is_some())
         };
         r.consume(used);
         if done {
-            return Ok(true);
+            return Ok(Some(total));
         }
     }
 }
@@ -265,16 +271,40 @@ mod tests {
     }
 
     #[test]
+    fn a_cri_line_over_the_cap_is_cut_and_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("0.log");
+        let mut data = b"2026-11-23T08:10:00.000000000Z stdout P ".to_vec();
+        data.extend(std::iter::repeat_n(b'a', MAX_LINE));
+        data.extend_from_slice(b"\n2026-11-23T08:10:00.100000000Z stdout F ");
+        data.extend(std::iter::repeat_n(b'b', 3 << 20));
+        data.extend_from_slice(b"\n2026-11-23T08:10:01.000000000Z stderr F short\n");
+        std::fs::write(&f, &data).unwrap();
+        let mut got = Vec::new();
+        read(&[f], None, &mut |l| got.push(l)).unwrap();
+        assert_eq!(got.len(), 2);
+        let long = got.iter().find(|l| l.stream == "stdout").unwrap();
+        assert!(long.truncated);
+        assert_eq!(long.line.as_bytes().len(), MAX_LINE);
+        assert_eq!(long.original_len, Some((MAX_LINE + (3 << 20)) as u64));
+        let short = got.iter().find(|l| l.stream == "stderr").unwrap();
+        assert!(!short.truncated && short.line.as_bytes() == b"short");
+    }
+
+    #[test]
     fn long_lines_are_cut_without_buffering_them() {
         let mut data = vec![b'a'; 3000];
         data.extend_from_slice(b"\nshort\nlast");
         let mut r = std::io::BufReader::with_capacity(64, &data[..]);
         let mut buf = Vec::new();
         let mut lines = Vec::new();
-        while next_line(&mut r, &mut buf, 100).unwrap() {
+        let mut totals = Vec::new();
+        while let Some(total) = next_line(&mut r, &mut buf, 100).unwrap() {
             lines.push(buf.clone());
+            totals.push(total);
         }
         assert_eq!(lines.len(), 3);
+        assert_eq!(totals, [3000, 5, 4]);
         assert_eq!(lines[0].len(), 100);
         assert_eq!(lines[1], b"short");
         assert_eq!(lines[2], b"last");
