@@ -213,8 +213,8 @@ fn show_text_json_and_broken_chain() {
     // A signed bundle whose acquisition log chain is broken (a broken collector).
     let mut spec = sample();
     let mut log = exhibit_common::custody::AcquisitionLog::new();
-    log.record("a", "ok", None, None);
-    log.record("b", "ok", None, None);
+    log.record("a", exhibit_common::custody::Outcome::Ok, None, None);
+    log.record("b", exhibit_common::custody::Outcome::Ok, None, None);
     let text = String::from_utf8(log.bytes().to_vec()).unwrap();
     let second = text.lines().nth(1).unwrap().to_string();
     spec.raw.insert(
@@ -604,7 +604,7 @@ fn raw_bundle(l: &Lab, name: &str, content: &[(&[u8], &[u8])], subjects_extra: &
         &changes,
     );
     let mut log = exhibit_common::custody::AcquisitionLog::new();
-    log.record("files", "ok", None, None);
+    log.record("files", exhibit_common::custody::Outcome::Ok, None, None);
     meta(
         &mut tar,
         &mut subjects,
@@ -693,7 +693,7 @@ fn a_gigabyte_json_line_is_refused_by_the_caps() {
     w.add_member_from("exhibit/processes.jsonl", &mut line, size)
         .unwrap();
     let mut log = exhibit_common::custody::AcquisitionLog::new();
-    log.record("processes", "ok", None, None);
+    log.record("processes", exhibit_common::custody::Outcome::Ok, None, None);
     w.add_member("exhibit/acquisition.jsonl", log.bytes())
         .unwrap();
     let bytes = w.finish(support::manifest(vec![]), Some(&l.key)).unwrap().0;
