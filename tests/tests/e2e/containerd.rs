@@ -9,26 +9,11 @@ use crate::support;
 use exhibit_common::custody::AcquisitionEvent;
 use exhibit_common::records::ChangeRecord;
 use std::path::Path;
-use std::process::Command;
 use support::{collect, jsonl, ok, run, Container, Rt};
 
 const SHELL_IMAGE: &str = "docker.io/exhibit-fixture/shell:1";
 
-fn ctr(ns: &str) -> Command {
-    let mut c = Command::new("ctr");
-    c.args(["-a", &support::containerd_address(), "-n", ns]);
-    c
-}
-
-fn unique(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
-}
+use support::{ctr_in as ctr, unique};
 
 /// Imports the shell fixture into `ns` (idempotent).
 fn import_shell(ns: &str) {
@@ -592,17 +577,7 @@ fn every_query_form_of_a_container_in_another_namespace_gets_the_namespace_hint(
         .collect();
     drop(c);
     let _ = ctr(&ns).args(["images", "rm", SHELL_IMAGE]).output();
-    // The namespace empties once containerd's garbage collector has run.
-    let addr = support::containerd_address();
-    for _ in 0..50 {
-        let rm = Command::new("ctr")
-            .args(["-a", &addr, "namespaces", "rm", &ns])
-            .output();
-        if rm.is_ok_and(|o| o.status.success()) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    support::remove_namespace(&ns);
     for (q, out) in queries.iter().zip(outs) {
         assert_eq!(out.status.code(), Some(2), "{q}");
         let h = hints(&out);

@@ -8,7 +8,7 @@ use crate::support;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use support::{analyze, bin, containerd_address, run};
+use support::{analyze, bin, containerd_address, expect_code, run};
 
 const RUNTIMES: [&str; 2] = ["docker", "containerd"];
 
@@ -89,6 +89,26 @@ fn write_drill(dir: &Path, file: &str, yaml: &str) {
     std::fs::write(dir.join(file), yaml).unwrap();
 }
 
+/// Runs drill `name` from the playbooks in `dir` on `rt`, which must error (exit 2, one
+/// scorecard with result `errored`) and leave no container or task behind; returns
+/// the scorecard.
+fn run_erroring_drill(dir: &Path, name: &str, rt: &str) -> serde_json::Value {
+    let (pid, out) = run_drill(drill().arg("--drills").arg(dir).args([
+        "run",
+        name,
+        "--runtime",
+        rt,
+        "--format",
+        "json",
+    ]));
+    expect_code(&out, 2, &format!("{rt}: drill {name}"));
+    let mut cards = cards(rt, &out);
+    assert_eq!(cards[0]["result"], "errored", "{rt}");
+    let left = leftovers(pid);
+    assert!(left.is_empty(), "{rt}: left after drill {name}: {left:?}");
+    cards.swap_remove(0)
+}
+
 #[test]
 fn every_drill_passes_on_docker_and_containerd() {
     for rt in RUNTIMES {
@@ -152,31 +172,11 @@ fn failing_staging_step_errors_the_drill_and_still_cleans_up() {
         "name: fails-staging\ndescription: a staging step that fails\nattack: [T1059.004]\nimage: shell\nstage:\n  - sh: exit 7\nexpect:\n  - {rule: fs.added-executable, subject: x}\n",
     );
     for rt in RUNTIMES {
-        let (pid, out) = run_drill(drill().arg("--drills").arg(dir.path()).args([
-            "run",
-            "fails-staging",
-            "--runtime",
-            rt,
-            "--format",
-            "json",
-        ]));
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{rt}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let cards = cards(rt, &out);
-        assert_eq!(cards[0]["result"], "errored", "{rt}");
-        let error = cards[0]["error"].as_str().unwrap();
+        let card = run_erroring_drill(dir.path(), "fails-staging", rt);
+        let error = card["error"].as_str().unwrap();
         assert!(error.contains("staging step 1 failed"), "{rt}: {error}");
         // Nothing was captured: no bundle path is printed.
-        assert!(cards[0]["bundle"].is_null(), "{rt}: {}", cards[0]);
-        let left = leftovers(pid);
-        assert!(
-            left.is_empty(),
-            "{rt}: left after a failed staging step: {left:?}"
-        );
+        assert!(card["bundle"].is_null(), "{rt}: {card}");
     }
 }
 
@@ -189,32 +189,12 @@ fn a_staging_step_over_the_budget_is_killed_and_the_drill_errors() {
         "name: hangs\ndescription: a staging step that never ends\nattack: [T1059.004]\nimage: shell\nstage:\n  - sh: sleep 600\nexpect:\n  - {rule: fs.added-executable, subject: x}\nbudget_seconds: 10\n",
     );
     for rt in RUNTIMES {
-        let (pid, out) = run_drill(drill().arg("--drills").arg(dir.path()).args([
-            "run",
-            "hangs",
-            "--runtime",
-            rt,
-            "--format",
-            "json",
-        ]));
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{rt}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let cards = cards(rt, &out);
-        assert_eq!(cards[0]["result"], "errored", "{rt}");
-        assert_eq!(cards[0]["over_budget"], true, "{rt}");
-        let error = cards[0]["error"].as_str().unwrap();
+        let card = run_erroring_drill(dir.path(), "hangs", rt);
+        assert_eq!(card["over_budget"], true, "{rt}");
+        let error = card["error"].as_str().unwrap();
         assert!(
             error.contains("time budget of 10 s ran out"),
             "{rt}: {error}"
-        );
-        let left = leftovers(pid);
-        assert!(
-            left.is_empty(),
-            "{rt}: left after the budget ran out: {left:?}"
         );
     }
 }
@@ -319,12 +299,7 @@ fn a_failed_drill_keeps_its_bundle_and_lists_the_other_findings() {
             .arg(dir.path())
             .args(["run", "misses", "--format", "json"]),
     );
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    expect_code(&out, 1, "a failed drill");
     let cards = cards("docker", &out);
     let c = &cards[0];
     assert_eq!(c["result"], "failed");
@@ -346,12 +321,7 @@ fn a_failed_drill_keeps_its_bundle_and_lists_the_other_findings() {
         .arg(&bundle)
         .arg("--pubkey")
         .arg(&pubkey));
-    assert_eq!(
-        v.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&v.stderr)
-    );
+    expect_code(&v, 0, "verify of the kept bundle");
     assert!(leftovers(pid).is_empty());
     // The kept work directory: exhibit-drill-XXXX/misses-docker/bundle/NAME.
     let work = bundle.ancestors().nth(3).unwrap();

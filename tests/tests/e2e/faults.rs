@@ -10,11 +10,13 @@ use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::{collect, jsonl, ok, plain_bytes, run, Container, Rt};
+use support::{
+    expect_code, expect_line, jsonl, ok, plain_bytes, run, stderr, verified_unsigned, Container, Rt,
+};
 
 /// A unix-socket proxy in front of a daemon's socket. It "dies" (closes its listener,
 /// removes its socket and shuts every connection down) as soon as `trigger` is true:
@@ -133,10 +135,6 @@ fn pump(st: Arc<ProxyState>, mut from: UnixStream, mut to: UnixStream, from_clie
     });
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 fn partial(p: &Path) -> PathBuf {
     PathBuf::from(format!("{}.partial", p.display()))
 }
@@ -161,19 +159,12 @@ fn docker_paused(c: &Container) -> bool {
 }
 
 fn containerd_status(c: &Container) -> String {
-    ok(Command::new("ctr").args([
-        "-a",
-        &support::containerd_address(),
-        "-n",
-        "k8s.io",
-        "task",
-        "ls",
-    ]))
-    .lines()
-    .find(|l| l.starts_with(&c.name))
-    .and_then(|l| l.split_whitespace().nth(2))
-    .unwrap_or_default()
-    .to_string()
+    ok(support::ctr_in("k8s.io").args(["task", "ls"]))
+        .lines()
+        .find(|l| l.starts_with(&c.name))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[test]
@@ -189,20 +180,10 @@ fn docker_going_away_mid_capture_gives_a_sealed_incomplete_bundle() {
             dir.path().join("docker.sock"),
             move || watch.exists(),
         );
-        let mut args = vec![
-            "capture",
-            "--runtime",
-            "docker",
-            &c.id,
-            "--unsigned",
-            "--quiet",
-        ];
-        if freeze {
-            args.push("--freeze");
-        }
         let url = proxy.url();
-        let out = run(collect()
-            .args(&args)
+        let out = run(c
+            .capture_command(&["--unsigned", "--quiet"])
+            .args(freeze.then_some("--freeze"))
             .args(["--docker-host", &url, "-o"])
             .arg(&target));
         let err = stderr(&out);
@@ -228,7 +209,7 @@ fn docker_going_away_mid_capture_gives_a_sealed_incomplete_bundle() {
         let ev = events(&v);
         assert_eq!(event(&ev, "logs")["outcome"], "error");
         // Everything read from the host is there.
-        let recs: Vec<ChangeRecord> = v.records().unwrap().map(|r| r.unwrap()).collect();
+        let recs: Vec<ChangeRecord> = support::records(&v);
         let big = recs
             .iter()
             .find(|r| r.path.as_bytes() == b"/tmp/big")
@@ -238,15 +219,8 @@ fn docker_going_away_mid_capture_gives_a_sealed_incomplete_bundle() {
             // The pause went through the proxy, the resume could not: the container
             // is still paused and the operator is told how to resume it.
             assert!(docker_paused(&c), "{err}");
-            let hint = format!("docker unpause {}", c.id);
-            assert!(
-                err.lines()
-                    .any(|l| l.starts_with("hint: ") && l.contains(&hint)),
-                "{err}"
-            );
-            assert!(err
-                .lines()
-                .any(|l| l.starts_with("warning: ") && l.contains("could not be resumed")));
+            expect_line(&err, "hint: ", &format!("docker unpause {}", c.id));
+            expect_line(&err, "warning: ", "could not be resumed");
             assert_eq!(event(&ev, "unfreeze")["outcome"], "error");
             let f = m.freeze.clone().expect("freeze window");
             assert!(f.resumed_at.is_none());
@@ -269,17 +243,8 @@ fn containerd_going_away_mid_capture_still_seals_and_says_how_to_resume() {
         dir.path().join("containerd.sock"),
         move || watch.exists(),
     );
-    let out = run(collect()
-        .args([
-            "capture",
-            "--runtime",
-            "containerd",
-            &c.id,
-            "--unsigned",
-            "--quiet",
-            "--freeze",
-            "--containerd-address",
-        ])
+    let out = run(c
+        .capture_command(&["--unsigned", "--quiet", "--freeze", "--containerd-address"])
         .arg(&proxy.path)
         .arg("-o")
         .arg(&target));
@@ -287,26 +252,17 @@ fn containerd_going_away_mid_capture_still_seals_and_says_how_to_resume() {
     assert!(proxy.died(), "the proxy never died: {err}");
     // The evidence was all read from the host: the bundle is complete (exit 0), the
     // failed resume is a warning with the command, and recorded.
-    assert_eq!(out.status.code(), Some(0), "{err}");
+    expect_code(&out, 0, "containerd going away");
     assert_eq!(containerd_status(&c), "PAUSED", "{err}");
-    let hint = format!("ctr -n k8s.io task resume {}", c.id);
-    assert!(
-        err.lines()
-            .any(|l| l.starts_with("hint: ") && l.contains(&hint)),
-        "{err}"
+    expect_line(
+        &err,
+        "hint: ",
+        &format!("ctr -n k8s.io task resume {}", c.id),
     );
-    let v = exhibit_common::verify(&target, &Default::default()).unwrap();
+    let v = verified_unsigned(&target);
     assert_eq!(event(&events(&v), "unfreeze")["outcome"], "error");
     assert!(v.manifest().freeze.clone().unwrap().resumed_at.is_none());
-    ok(Command::new("ctr").args([
-        "-a",
-        &support::containerd_address(),
-        "-n",
-        "k8s.io",
-        "task",
-        "resume",
-        &c.name,
-    ]));
+    ok(support::ctr_in("k8s.io").args(["task", "resume", &c.name]));
     assert_eq!(containerd_status(&c), "RUNNING");
 }
 
@@ -338,8 +294,8 @@ fn a_file_growing_during_the_read_is_stored_at_its_first_size_and_flagged() {
     let err = stderr(&out);
     assert!(matches!(out.status.code(), Some(0) | Some(1)), "{err}");
     let bundle = bundle.expect("a sealed bundle");
-    let v = exhibit_common::verify(&bundle, &Default::default()).unwrap();
-    let recs: Vec<ChangeRecord> = v.records().unwrap().map(|r| r.unwrap()).collect();
+    let v = verified_unsigned(&bundle);
+    let recs: Vec<ChangeRecord> = support::records(&v);
     let grow = recs
         .iter()
         .find(|r| r.path.as_bytes() == b"/tmp/grow")
@@ -401,19 +357,9 @@ fn signals_at_random_points_never_leave_a_bundle_at_the_final_name() {
     c.sh("head -c 50331648 /dev/urandom > /tmp/a && cp /tmp/a /tmp/b && echo x > /tmp/c");
     let dir = tempfile::tempdir().unwrap();
     let capture = |target: &Path, freeze: bool| {
-        let mut cmd = collect();
-        cmd.args([
-            "capture",
-            "--runtime",
-            "docker",
-            &c.id,
-            "--unsigned",
-            "--quiet",
-        ]);
-        if freeze {
-            cmd.arg("--freeze");
-        }
-        cmd.arg("-o")
+        let mut cmd = c.capture_command(&["--unsigned", "--quiet"]);
+        cmd.args(freeze.then_some("--freeze"))
+            .arg("-o")
             .arg(target)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());
@@ -425,7 +371,7 @@ fn signals_at_random_points_never_leave_a_bundle_at_the_final_name() {
     let t = std::time::Instant::now();
     let base = dir.path().join("base.exhibit.tar.zst");
     let out = run(&mut capture(&base, true));
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    expect_code(&out, 0, "the timing capture");
     let span = t.elapsed().as_millis() as u64;
     println!("one capture: {span} ms");
     let mut n = 0;
@@ -439,17 +385,10 @@ fn signals_at_random_points_never_leave_a_bundle_at_the_final_name() {
                 rng.next() % (span + span / 10 + 1)
             };
             let target = dir.path().join(format!("run-{n}.exhibit.tar.zst"));
-            let mut child = capture(&target, true).spawn().unwrap();
+            let child = capture(&target, true).spawn().unwrap();
             std::thread::sleep(Duration::from_millis(delay));
             ok(Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]));
-            let status = child.wait().unwrap();
-            let mut err = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
+            let (status, err) = support::wait_with_stderr(child);
             let what = format!("SIG{signal} after {delay} ms (seed {seed}): {status}: {err}");
             println!("{what}");
             if target.exists() {
@@ -506,19 +445,10 @@ fn signals_at_random_points_never_leave_a_bundle_at_the_final_name() {
                 let out = run(&mut capture(&next, false));
                 let err = stderr(&out);
                 assert_eq!(out.status.code(), Some(0), "{what}: next capture: {err}");
-                assert!(
-                    err.lines()
-                        .any(|l| l.starts_with("warning: ") && l.contains("already paused")),
-                    "{err}"
-                );
-                let hint = format!("docker unpause {}", c.id);
-                assert!(
-                    err.lines()
-                        .any(|l| l.starts_with("hint: ") && l.contains(&hint)),
-                    "{err}"
-                );
+                expect_line(&err, "warning: ", "already paused");
+                expect_line(&err, "hint: ", &format!("docker unpause {}", c.id));
                 assert!(docker_paused(&c), "the next capture must not resume it");
-                let v = exhibit_common::verify(&next, &Default::default()).unwrap();
+                let v = verified_unsigned(&next);
                 assert_eq!(event(&events(&v), "container.paused")["outcome"], "info");
                 ok(Command::new("docker").args(["unpause", &c.name]));
             }

@@ -4,8 +4,8 @@
 //! verifier refuses — a flipped content byte, a wrong key, a swapped payloadType, a
 //! removed member, a truncated file — are refused by the Python verifier too.
 
-use exhibit_tests::spec;
 use crate::support;
+use exhibit_tests::spec;
 use exhibit_tests::tamper;
 
 use ed25519_dalek::Signer;
@@ -14,28 +14,11 @@ use exhibit_common::records::{ChangeKind as K, FileType};
 use exhibit_common::text::{b64, ByteText};
 use exhibit_common::{verify, VerifyOptions};
 use spec::{process, record, Spec};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use tamper::{compress, decompress};
 
-struct Lab {
-    dir: tempfile::TempDir,
-    key: ed25519_dalek::SigningKey,
-    pubkey: PathBuf,
-    n: std::cell::Cell<u32>,
-}
-
-fn lab() -> Lab {
-    let dir = tempfile::tempdir().unwrap();
-    let key = keys::generate().unwrap();
-    let (_, pubkey) = keys::write_keypair(&dir.path().join("ir"), &key).unwrap();
-    Lab {
-        dir,
-        key,
-        pubkey,
-        n: std::cell::Cell::new(0),
-    }
-}
+use support::{lab, Lab};
 
 /// A bundle with every kind of content entry the Python verifier must walk: a regular
 /// file with a PAX mtime and an xattr, an empty file, a directory, a symlink, a
@@ -73,19 +56,6 @@ fn sample() -> Spec {
     let r = record(&long, K::Added, FileType::File, 0o600, content.len() as u64);
     s.files.push((r, content));
     s
-}
-
-impl Lab {
-    /// Writes `bytes` to a fresh file in the lab and returns its path.
-    fn put(&self, bytes: &[u8]) -> PathBuf {
-        self.n.set(self.n.get() + 1);
-        let p = self
-            .dir
-            .path()
-            .join(format!("b{}.exhibit.tar.zst", self.n.get()));
-        std::fs::write(&p, bytes).unwrap();
-        p
-    }
 }
 
 /// Runs the Python verifier: (exit code, stdout).

@@ -4,17 +4,7 @@
 use crate::support;
 
 use std::process::{Command, Stdio};
-use support::{collect, run, Container, Rt};
-
-fn contents(dir: &std::path::Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
+use support::{collect, expect_code, names_in as contents, run, stderr, Container, Rt};
 
 #[test]
 fn an_existing_bundle_or_sidecar_stops_the_capture_before_it_starts() {
@@ -23,16 +13,8 @@ fn an_existing_bundle_or_sidecar_stops_the_capture_before_it_starts() {
     let target = dir.path().join("x.exhibit.tar.zst");
     let side = dir.path().join("x.exhibit.tar.zst.sha256");
     let capture = || {
-        run(collect()
-            .args([
-                "capture",
-                "--runtime",
-                "docker",
-                &c.id,
-                "--unsigned",
-                "--freeze",
-                "-o",
-            ])
+        run(c
+            .capture_command(&["--unsigned", "--freeze", "-o"])
             .arg(&target))
     };
     // A stale sidecar alone: once it let the bundle be written beside it, not matching.
@@ -62,12 +44,7 @@ fn an_existing_bundle_or_sidecar_stops_the_capture_before_it_starts() {
     // Neither: a bundle and a sidecar that names its sha256.
     std::fs::remove_file(&target).unwrap();
     let o = capture();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    expect_code(&o, 0, "a capture with neither name taken");
     let digest = exhibit_common::hashing::sha256_hex(&std::fs::read(&target).unwrap());
     assert_eq!(
         std::fs::read_to_string(&side).unwrap(),
@@ -84,16 +61,8 @@ fn a_sidecar_appearing_during_the_capture_leaves_no_bundle() {
     let target = dir.path().join("x.exhibit.tar.zst");
     let partial = dir.path().join("x.exhibit.tar.zst.partial");
     let side = dir.path().join("x.exhibit.tar.zst.sha256");
-    let mut child = collect()
-        .args([
-            "capture",
-            "--runtime",
-            "docker",
-            &c.id,
-            "--unsigned",
-            "--quiet",
-        ])
-        .args(["--max-file-size", "4GiB", "-o"])
+    let mut child = c
+        .capture_command(&["--unsigned", "--quiet", "--max-file-size", "4GiB", "-o"])
         .arg(&target)
         .stderr(Stdio::piped())
         .spawn()
@@ -105,17 +74,8 @@ fn a_sidecar_appearing_during_the_capture_leaves_no_bundle() {
     }
     std::fs::write(&side, "someone else's\n").unwrap();
     let o = child.wait_with_output().unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("no bundle written"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    expect_code(&o, 2, "a sidecar taken during the capture");
+    assert!(stderr(&o).contains("no bundle written"), "{}", stderr(&o));
     assert_eq!(contents(dir.path()), ["x.exhibit.tar.zst.sha256"]);
     assert_eq!(std::fs::read_to_string(&side).unwrap(), "someone else's\n");
 }
@@ -136,5 +96,5 @@ fn keygen_on_a_full_disk_leaves_no_key_file() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.lines().any(|l| l.starts_with("error: ")), "{err}");
     assert!(err.lines().any(|l| l.starts_with("hint: ")), "{err}");
-    assert_eq!(contents(&small), vec!["filler".to_string()], "{err}");
+    assert_eq!(contents(&small), ["filler"], "{err}");
 }

@@ -53,13 +53,84 @@ pub fn run(cmd: &mut Command) -> Output {
 /// Runs a command that must succeed; returns stdout as text.
 pub fn ok(cmd: &mut Command) -> String {
     let out = run(cmd);
+    stdout_of_success(&out, &format!("{cmd:?}"))
+}
+
+/// Asserts that `out` is a success (naming `what` and showing stderr otherwise);
+/// returns stdout as text.
+fn stdout_of_success(out: &Output, what: &str) -> String {
     assert!(
         out.status.success(),
-        "{cmd:?} failed: {}\n{}",
+        "{what} failed: {}\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The stderr of a finished program, as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts the exit code of a finished program, showing its stderr when it differs.
+pub fn expect_code(out: &Output, code: i32, what: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{what}: expected exit {code}: {}",
+        stderr(out)
+    );
+}
+
+/// Asserts that `err` (a program's stderr) has a line that starts with `prefix`
+/// (`error: `, `hint: `, `warning: `) and contains `text`.
+pub fn expect_line(err: &str, prefix: &str, text: &str) {
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with(prefix) && l.contains(text)),
+        "no {prefix:?} line with {text:?}: {err}"
+    );
+}
+
+/// Asserts that `err` (a program's stderr) has an `error: ` line containing `error`
+/// and a `hint: ` line containing `hint`.
+pub fn expect_error_and_hint(err: &str, error: &str, hint: &str, what: &str) {
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("error: ") && l.contains(error)),
+        "{what}: no error line with {error:?}: {err}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("hint: ") && l.contains(hint)),
+        "{what}: no hint line with {hint:?}: {err}"
+    );
+}
+
+/// The names in a directory (for "nothing was left behind").
+pub fn names_in(dir: &Path) -> Vec<std::ffi::OsString> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The change records of a verified bundle.
+pub fn records(v: &exhibit_common::VerifiedBundle) -> Vec<exhibit_common::records::ChangeRecord> {
+    v.records()
+        .expect("records")
+        .map(|r| r.expect("record"))
+        .collect()
+}
+
+/// Verifies an unsigned (or any) bundle with the library and no key.
+pub fn verified_unsigned(bundle: &Path) -> exhibit_common::VerifiedBundle {
+    exhibit_common::verify(bundle, &Default::default())
+        .unwrap_or_else(|e| panic!("{} did not verify: {e}", bundle.display()))
 }
 
 /// The standalone containerd's socket (scripts/setup exports it).
@@ -83,9 +154,56 @@ pub fn collect() -> Command {
     c
 }
 
-/// `exhibit-analyze`.
+/// `exhibit-analyze`, without colour and without RUST_LOG (stderr is asserted on).
 pub fn analyze() -> Command {
-    Command::new(bin("exhibit-analyze"))
+    let mut c = Command::new(bin("exhibit-analyze"));
+    c.env("NO_COLOR", "1").env_remove("RUST_LOG");
+    c
+}
+
+/// A temporary directory with a fresh signing key (ir.key, ir.pub) for bundles written
+/// with the library (exhibit_tests::spec) and tampered with.
+pub struct Lab {
+    pub dir: tempfile::TempDir,
+    pub key: ed25519_dalek::SigningKey,
+    pub pubkey: PathBuf,
+    n: std::cell::Cell<u32>,
+}
+
+/// A new [`Lab`].
+pub fn lab() -> Lab {
+    let dir = tempfile::tempdir().expect("temporary dir");
+    let key = exhibit_common::keys::generate().expect("key");
+    let (_, pubkey) =
+        exhibit_common::keys::write_keypair(&dir.path().join("ir"), &key).expect("key pair");
+    Lab {
+        dir,
+        key,
+        pubkey,
+        n: std::cell::Cell::new(0),
+    }
+}
+
+impl Lab {
+    /// The path of `name` in the lab.
+    pub fn p(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes `spec` as `name`, signed with the lab's key when `signed`.
+    pub fn bundle(&self, name: &str, spec: &exhibit_tests::spec::Spec, signed: bool) -> PathBuf {
+        let p = self.p(name);
+        spec.write(&p, signed.then_some(&self.key));
+        p
+    }
+
+    /// Writes `bytes` to a fresh bundle file in the lab and returns its path.
+    pub fn put(&self, bytes: &[u8]) -> PathBuf {
+        self.n.set(self.n.get() + 1);
+        let p = self.p(&format!("b{}.exhibit.tar.zst", self.n.get()));
+        std::fs::write(&p, bytes).expect("writing a bundle");
+        p
+    }
 }
 
 /// Which runtime a scenario runs on.
@@ -105,7 +223,8 @@ impl Rt {
     }
 }
 
-fn unique(prefix: &str) -> String {
+/// A name unique to this test process and call.
+pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
     format!(
@@ -116,9 +235,28 @@ fn unique(prefix: &str) -> String {
 }
 
 fn ctr() -> Command {
+    ctr_in("k8s.io")
+}
+
+/// `ctr` against the standalone containerd, in namespace `ns`.
+pub fn ctr_in(ns: &str) -> Command {
     let mut c = Command::new("ctr");
-    c.args(["-a", &containerd_address(), "-n", "k8s.io"]);
+    c.args(["-a", &containerd_address(), "-n", ns]);
     c
+}
+
+/// Removes the containerd namespace `ns`, waiting (up to 5 s) until containerd's
+/// garbage collector has emptied it.
+pub fn remove_namespace(ns: &str) {
+    for _ in 0..50 {
+        let rm = Command::new("ctr")
+            .args(["-a", &containerd_address(), "namespaces", "rm", ns])
+            .output();
+        if rm.is_ok_and(|o| o.status.success()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 /// A disposable container, removed on drop.
@@ -164,13 +302,7 @@ impl Container {
     /// Runs a shell script inside the container (test staging only).
     pub fn sh(&self, script: &str) -> String {
         let out = self.sh_output(script);
-        assert!(
-            out.status.success(),
-            "staging {script:?} in {} failed: {}",
-            self.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        stdout_of_success(&out, &format!("staging {script:?} in {}", self.name))
     }
 
     fn sh_status(&self, script: &str) -> bool {
@@ -235,19 +367,55 @@ impl Container {
         pids
     }
 
+    /// `exhibit-collect capture --runtime RT ID` and `args`, to add more to and run.
+    pub fn capture_command(&self, args: &[&str]) -> Command {
+        let mut c = collect();
+        c.args(["capture", "--runtime", self.rt.flag(), &self.id])
+            .args(args);
+        c
+    }
+
     /// Captures this container into `dir` with the given extra flags; returns the
     /// process output and the bundle path (when one was written).
     pub fn capture(&self, dir: &Path, extra: &[&str]) -> (Output, Option<PathBuf>) {
-        let out = run(collect()
-            .args(["capture", "--runtime", self.rt.flag(), &self.id, "-o"])
-            .arg(dir)
-            .args(extra));
+        let out = run(self.capture_command(&["-o"]).arg(dir).args(extra));
         let bundle = std::fs::read_dir(dir)
             .expect("output dir")
             .flatten()
             .map(|e| e.path())
             .find(|p| p.to_string_lossy().ends_with(".exhibit.tar.zst"));
         (out, bundle)
+    }
+}
+
+impl Container {
+    /// A capture into `dir` that must succeed (exit 0); returns its output and bundle.
+    pub fn capture_ok(&self, dir: &Path, extra: &[&str]) -> (Output, PathBuf) {
+        let (out, bundle) = self.capture(dir, extra);
+        expect_code(&out, 0, &format!("capture of {}", self.name));
+        (out, bundle.expect("bundle written"))
+    }
+
+    /// [`Container::capture_ok`], asserting that the capture changed nothing in the
+    /// container: the same `docker diff` (Docker) and the same processes before and
+    /// after (DESIGN.md section 5, invariant 1).
+    pub fn capture_unchanged(&self, dir: &Path, extra: &[&str]) -> (Output, PathBuf) {
+        let diff_before = (self.rt == Rt::Docker).then(|| self.docker_diff());
+        let pids_before = self.pids();
+        let captured = self.capture_ok(dir, extra);
+        if let Some(before) = diff_before {
+            assert_eq!(
+                self.docker_diff(),
+                before,
+                "the capture changed the container"
+            );
+        }
+        assert_eq!(
+            self.pids(),
+            pids_before,
+            "the capture changed the processes"
+        );
+        captured
     }
 }
 
@@ -315,6 +483,27 @@ pub fn jsonl<T: serde::de::DeserializeOwned>(
 /// Decompressed bytes of a bundle (for "this must not appear anywhere" checks).
 pub fn plain_bytes(bundle: &Path) -> Vec<u8> {
     zstd::decode_all(std::fs::File::open(bundle).expect("bundle")).expect("zstd")
+}
+
+/// Asserts that `secret` appears nowhere in the decompressed bundle.
+pub fn assert_not_in_bundle(bundle: &Path, secret: &[u8], what: &str) {
+    assert!(
+        !plain_bytes(bundle)
+            .windows(secret.len())
+            .any(|w| w == secret),
+        "{what}"
+    );
+}
+
+/// Waits for a child whose stderr is piped; returns its status and stderr.
+pub fn wait_with_stderr(mut child: std::process::Child) -> (std::process::ExitStatus, String) {
+    use std::io::Read;
+    let status = child.wait().expect("waiting for a child");
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        e.read_to_string(&mut err).expect("reading its stderr");
+    }
+    (status, err)
 }
 
 /// A small tmpfs mounted for one test (to fill it, or remount it read-only), unmounted

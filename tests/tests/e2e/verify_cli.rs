@@ -4,49 +4,22 @@
 //! Key problems are exit 2 with a `hint:` line (DESIGN.md section 2), for the analyzer's
 //! --pubkey and for `exhibit-collect keygen`.
 
-use exhibit_tests::spec;
 use crate::support;
+use exhibit_tests::spec;
 use exhibit_tests::tamper;
 
 use exhibit_common::keys;
 use exhibit_common::records::ChangeKind as K;
 use spec::{process, Spec};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use tamper::{compress, decompress};
 
-struct Lab {
-    dir: tempfile::TempDir,
-    key: ed25519_dalek::SigningKey,
-    pubkey: PathBuf,
-    n: std::cell::Cell<u32>,
-}
+use support::{lab, stderr, Lab};
 
-fn lab() -> Lab {
-    let dir = tempfile::tempdir().unwrap();
-    let key = keys::generate().unwrap();
-    let (_, pubkey) = keys::write_keypair(&dir.path().join("ir"), &key).unwrap();
-    Lab {
-        dir,
-        key,
-        pubkey,
-        n: std::cell::Cell::new(0),
-    }
-}
-
-impl Lab {
-    fn put(&self, bytes: &[u8]) -> PathBuf {
-        self.n.set(self.n.get() + 1);
-        let p = self
-            .dir
-            .path()
-            .join(format!("b{}.exhibit.tar.zst", self.n.get()));
-        std::fs::write(&p, bytes).unwrap();
-        p
-    }
-    fn good(&self) -> Vec<u8> {
-        sample().bytes(Some(&self.key))
-    }
+/// The sample bundle signed with the lab's key.
+fn good(l: &Lab) -> Vec<u8> {
+    sample().bytes(Some(&l.key))
 }
 
 fn sample() -> Spec {
@@ -61,12 +34,7 @@ fn sample() -> Spec {
 }
 
 fn analyze(args: &[&std::ffi::OsStr]) -> Output {
-    support::run(
-        Command::new(support::bin("exhibit-analyze"))
-            .args(args)
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG"),
-    )
+    support::run(support::analyze().args(args))
 }
 
 fn verify_cli(bundle: &Path, pubkey: &Path) -> Output {
@@ -76,10 +44,6 @@ fn verify_cli(bundle: &Path, pubkey: &Path) -> Output {
         "--pubkey".as_ref(),
         pubkey.as_os_str(),
     ])
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Exit 3, nothing on stdout, exactly one `error:` line (then only `hint:` lines), no
@@ -117,7 +81,7 @@ fn usage_error(o: &Output, what: &str) -> String {
 #[test]
 fn the_good_bundle_verifies() {
     let l = lab();
-    let b = l.put(&l.good());
+    let b = l.put(&good(&l));
     let o = verify_cli(&b, &l.pubkey);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("OK "));
@@ -126,7 +90,7 @@ fn the_good_bundle_verifies() {
 #[test]
 fn a_truncated_bundle_fails_with_one_error_line_and_no_panic() {
     let l = lab();
-    let b = l.good();
+    let b = good(&l);
     let n = b.len();
     for cut in [
         0,
@@ -171,7 +135,7 @@ fn a_truncated_bundle_fails_with_one_error_line_and_no_panic() {
 #[test]
 fn removed_added_and_duplicated_members_fail_naming_the_member() {
     let l = lab();
-    let tar = decompress(&l.good());
+    let tar = decompress(&good(&l));
     let sp = tamper::spans(&tar);
     for (i, s) in sp.iter().enumerate() {
         let name = s.name();
@@ -205,9 +169,7 @@ fn removed_added_and_duplicated_members_fail_naming_the_member() {
         b"rootfs/tmp/payloae",
     );
     copy[h..h + n.len()].copy_from_slice(n);
-    copy[h + 148..h + 156].copy_from_slice(b"        ");
-    let sum: u32 = copy[h..h + 512].iter().map(|&b| b as u32).sum();
-    copy[h + 148..h + 156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    tamper::rechecksum(&mut copy[h..h + 512]);
     for (where_, before) in [("middle", payload + 1), ("last", payload + 4)] {
         assert!(sp[before - 1].name.starts_with(b"rootfs/"));
         let t = tamper::inserted(&tar, before, &copy);
@@ -231,7 +193,7 @@ fn removed_added_and_duplicated_members_fail_naming_the_member() {
 #[test]
 fn a_swapped_payload_type_fails() {
     let l = lab();
-    let tar = decompress(&l.good());
+    let tar = decompress(&good(&l));
     let mut env = tamper::envelope(&tar);
     env.payload_type = "application/json".into();
     let t = tamper::with_envelope(&tar, &env);
@@ -243,7 +205,7 @@ fn a_swapped_payload_type_fails() {
 #[test]
 fn a_missing_or_malformed_pubkey_is_exit_2_with_a_hint() {
     let l = lab();
-    let b = l.put(&l.good());
+    let b = l.put(&good(&l));
     let missing = l.dir.path().join("missing.pub");
     let err = usage_error(&verify_cli(&b, &missing), "missing --pubkey");
     assert!(err.contains("missing.pub"), "{err}");
