@@ -3,11 +3,10 @@
 //! volumes and emptyDirs (never host bind mounts).
 
 use super::{Run, VolumesMode};
-use crate::host::{self, walk};
+use crate::host::{self, open, walk};
 use anyhow::{Context, Result};
 use exhibit_common::custody::Outcome;
 use exhibit_common::records::{ChangeKind, MountRecord, Source};
-use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags};
 use std::io::{Read, Write};
 use std::path::Path;
 
@@ -105,7 +104,7 @@ fn runtime_file<W: Write>(
                 .rsplit_once('/')
                 .context("runtime file has no parent")?;
             (
-                walk::open_beneath_dir(&root, parent.trim_start_matches('/').as_bytes())?,
+                open::open_dir_beneath(&root, parent.trim_start_matches('/').as_bytes())?,
                 name.into(),
             )
         }
@@ -113,31 +112,17 @@ fn runtime_file<W: Write>(
             let parent = host_path.parent().context("runtime file has no parent")?;
             let name = host_path.file_name().context("runtime file has no name")?;
             (
-                rustix::fs::open(
-                    parent,
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )?,
+                open::open_host_dir(parent)?,
                 name.to_os_string(),
             )
         }
     };
     let name = name.as_os_str();
-    let st = rustix::fs::statx(
-        &dir,
-        name,
-        AtFlags::SYMLINK_NOFOLLOW,
-        StatxFlags::BASIC_STATS | StatxFlags::BTIME,
-    )?;
-    if walk::file_type(st.stx_mode as u32) != exhibit_common::records::FileType::File {
+    let st = open::stat_at(&dir, name)?;
+    if open::file_type(st.stx_mode as u32) != exhibit_common::records::FileType::File {
         anyhow::bail!("not a regular file");
     }
-    let fd = rustix::fs::openat(
-        &dir,
-        name,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NOATIME | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
+    let fd = open::open_runtime_file_at(&dir, name)?;
     let size = st.stx_size.min(walker.opts.max_file_size);
     let mut rec = walk::base_record(
         format!("mounts/{index}").into_bytes(),
@@ -178,7 +163,7 @@ fn mount_tree<W: Write>(
     let root = host::open_container_root(init)?;
     let root_mnt = mount_id(&root)?;
     let rel = dest.trim_start_matches('/');
-    let dir = walk::open_beneath_dir(&root, rel.as_bytes())
+    let dir = open::open_dir_beneath(&root, rel.as_bytes())
         .with_context(|| format!("reaching {dest} in the container"))?;
     if mount_id(&dir)? == root_mnt {
         anyhow::bail!("{dest} is not a separate mount");
@@ -195,6 +180,5 @@ fn mount_tree<W: Write>(
 }
 
 fn mount_id(fd: &std::os::fd::OwnedFd) -> Result<u64> {
-    let st = rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)?;
-    Ok(st.stx_mnt_id)
+    Ok(open::mount_id(fd)?)
 }

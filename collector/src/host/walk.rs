@@ -7,10 +7,11 @@
 //! content is not taken. Symlinks are read with readlinkat only; FIFOs, sockets and
 //! devices are recorded and never opened. Nested mounts are recorded, not entered.
 
+use super::open::{self, file_type, makedev, same_inode};
 use exhibit_common::records::{xattr, ChangeKind, ChangeRecord, FileType, Source, Xattr};
 use exhibit_common::text::ByteText;
 use exhibit_common::writer::{BundleWriter, CopyOutcome, WriteError};
-use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, StatxFlags};
+use rustix::fs::{AtFlags, StatxFlags};
 use rustix::io::Errno;
 use std::collections::HashMap;
 use std::fs::File;
@@ -71,11 +72,7 @@ impl Lowers {
         let mut fds = Vec::new();
         let mut errors = Vec::new();
         for p in paths {
-            match rustix::fs::open(
-                p,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            ) {
+            match open::open_host_dir(p) {
                 Ok(fd) => fds.push(fd),
                 Err(e) => errors.push(format!("lower dir {}: {e}", p.display())),
             }
@@ -94,31 +91,16 @@ impl Lowers {
     }
 
     fn find(&self, rel: &[u8]) -> Option<OwnedFd> {
-        self.fds.iter().find_map(|fd| {
-            rustix::fs::openat2(
-                fd,
-                rel,
-                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-            )
-            .ok()
-        })
+        self.fds
+            .iter()
+            .find_map(|fd| open::find_beneath(fd, rel).ok())
     }
 
     /// Opens a regular file of a lower layer for reading (metacopy content).
     fn open_file(&self, rel: &[u8]) -> Option<File> {
-        self.fds.iter().find_map(|fd| {
-            rustix::fs::openat2(
-                fd,
-                rel,
-                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NOATIME | OFlags::CLOEXEC,
-                Mode::empty(),
-                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-            )
-            .ok()
-            .map(File::from)
-        })
+        self.fds
+            .iter()
+            .find_map(|fd| open::open_file_beneath(fd, rel).ok())
     }
 }
 
@@ -193,12 +175,7 @@ impl<'w, W: Write> Walker<'w, W> {
             }
         };
         if spec.include_root {
-            let st = rustix::fs::statx(
-                root,
-                "",
-                AtFlags::EMPTY_PATH,
-                StatxFlags::BASIC_STATS | StatxFlags::BTIME,
-            );
+            let st = open::stat_handle(root);
             if let Ok(st) = st {
                 let rec = base_record(
                     spec.member_prefix.as_bytes().to_vec(),
@@ -290,12 +267,7 @@ impl<'w, W: Write> Walker<'w, W> {
             ));
             return Ok(None);
         }
-        let st = match rustix::fs::statx(
-            dir,
-            name,
-            AtFlags::SYMLINK_NOFOLLOW,
-            StatxFlags::BASIC_STATS | StatxFlags::BTIME,
-        ) {
+        let st = match open::stat_at(dir, name) {
             Ok(st) => st,
             Err(Errno::NOENT) => {
                 self.stats
@@ -344,12 +316,7 @@ impl<'w, W: Write> Walker<'w, W> {
         let mut rec = base_record(member, path.0.clone(), spec.source, kind, ft, &st);
         match ft {
             FileType::Dir => {
-                let fd = match rustix::fs::openat(
-                    dir,
-                    name,
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                ) {
+                let fd = match open::open_dir_at(dir, name) {
                     Ok(fd) => fd,
                     Err(e) => {
                         rec.captured = false;
@@ -453,16 +420,7 @@ impl<'w, W: Write> Walker<'w, W> {
                 return self.emit(rec, None);
             }
         }
-        let fd = match rustix::fs::openat(
-            dir,
-            name,
-            OFlags::RDONLY
-                | OFlags::NOFOLLOW
-                | OFlags::NOATIME
-                | OFlags::NONBLOCK
-                | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
+        let fd = match open::open_file_at(dir, name) {
             Ok(fd) => fd,
             Err(e) => {
                 rec.captured = false;
@@ -638,7 +596,7 @@ impl<'w, W: Write> Walker<'w, W> {
                 Some(i) => (&rel[..i], &rel[i + 1..]),
                 None => (&rel[..0], &rel[..]),
             };
-            let dir = match open_beneath_dir(root, parent) {
+            let dir = match open::open_dir_beneath(root, parent) {
                 Ok(d) => d,
                 Err(e) => {
                     self.stats
@@ -648,12 +606,7 @@ impl<'w, W: Write> Walker<'w, W> {
                 }
             };
             let path = container_path(spec, rel);
-            let st = match rustix::fs::statx(
-                &dir,
-                name,
-                AtFlags::SYMLINK_NOFOLLOW,
-                StatxFlags::BASIC_STATS | StatxFlags::BTIME,
-            ) {
+            let st = match open::stat_at(&dir, name) {
                 Ok(st) if file_type(st.stx_mode as u32) == FileType::File => st,
                 _ => {
                     self.stats
@@ -673,23 +626,6 @@ impl<'w, W: Write> Walker<'w, W> {
         }
         Ok(())
     }
-}
-
-/// Opens a directory beneath `root`, one component at a time with O_NOFOLLOW.
-pub fn open_beneath_dir(root: &OwnedFd, rel: &[u8]) -> rustix::io::Result<OwnedFd> {
-    let mut cur = rustix::io::fcntl_dupfd_cloexec(root, 0)?;
-    for comp in rel.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
-        if comp == b".." || comp == b"." {
-            return Err(Errno::INVAL);
-        }
-        cur = rustix::fs::openat(
-            &cur,
-            comp,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-    }
-    Ok(cur)
 }
 
 fn list_dir(fd: &OwnedFd) -> rustix::io::Result<Vec<Vec<u8>>> {
@@ -725,34 +661,6 @@ fn container_path(spec: &TreeSpec<'_>, rel: &[u8]) -> ByteText {
     v.push(b'/');
     v.extend_from_slice(rel);
     ByteText(v)
-}
-
-fn makedev(major: u32, minor: u32) -> u64 {
-    rustix::fs::makedev(major, minor)
-}
-
-fn same_inode(fd: &OwnedFd, st: &rustix::fs::Statx) -> bool {
-    match rustix::fs::fstat(fd) {
-        Ok(s) => {
-            s.st_dev == makedev(st.stx_dev_major, st.stx_dev_minor)
-                && s.st_ino == st.stx_ino
-                && (s.st_mode & 0o170000) == (st.stx_mode as u32 & 0o170000)
-        }
-        Err(_) => false,
-    }
-}
-
-/// File type from st_mode.
-pub fn file_type(mode: u32) -> FileType {
-    match mode & 0o170000 {
-        0o040000 => FileType::Dir,
-        0o120000 => FileType::Symlink,
-        0o010000 => FileType::Fifo,
-        0o140000 => FileType::Socket,
-        0o020000 => FileType::Char,
-        0o060000 => FileType::Block,
-        _ => FileType::File,
-    }
 }
 
 fn ts(t: &rustix::fs::StatxTimestamp) -> i64 {
