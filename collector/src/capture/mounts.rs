@@ -117,12 +117,11 @@ fn runtime_file<W: Write>(
             )
         }
     };
-    let name = name.as_os_str();
-    let st = open::stat_at(&dir, name)?;
-    if open::file_type(st.stx_mode as u32) != exhibit_common::records::FileType::File {
-        anyhow::bail!("not a regular file");
-    }
-    let fd = open::open_runtime_file_at(&dir, name)?;
+    // Pinned without following a symlink, opened only if it is a regular file: a FIFO
+    // or a device swapped in for hosts/hostname/resolv.conf is never opened.
+    let pinned = open::Pinned::at(&dir, name.as_os_str())?;
+    let st = *pinned.stat();
+    let fd = pinned.open_regular()?;
     let size = st.stx_size.min(walker.opts.max_file_size);
     let mut rec = walk::base_record(
         format!("mounts/{index}").into_bytes(),
@@ -137,7 +136,7 @@ fn runtime_file<W: Write>(
         rec.captured = false;
         rec.reason = Some("over --max-file-size".to_string());
     }
-    let mut f = std::fs::File::from(fd);
+    let mut f = fd;
     walker.writer.add_content(
         rec,
         Some(&mut (&mut f).take(size) as &mut dyn Read),
@@ -145,6 +144,7 @@ fn runtime_file<W: Write>(
     )?;
     Ok(())
 }
+
 /// A named volume or emptyDir (never a host bind mount of anything else).
 fn is_volume(m: &MountRecord) -> bool {
     m.mount_type == "volume" || m.source.contains("/kubernetes.io~empty-dir/")
@@ -162,8 +162,7 @@ fn mount_tree<W: Write>(
 ) -> Result<()> {
     let root = host::open_container_root(init)?;
     let root_mnt = mount_id(&root)?;
-    let rel = dest.trim_start_matches('/');
-    let dir = open::open_dir_beneath(&root, rel.as_bytes())
+    let dir = open::open_mount(&root, init, dest)
         .with_context(|| format!("reaching {dest} in the container"))?;
     if mount_id(&dir)? == root_mnt {
         anyhow::bail!("{dest} is not a separate mount");

@@ -7,7 +7,7 @@
 //! content is not taken. Symlinks are read with readlinkat only; FIFOs, sockets and
 //! devices are recorded and never opened. Nested mounts are recorded, not entered.
 
-use super::open::{self, file_type, makedev, same_inode};
+use super::open::{self, makedev, OpenError, Pinned};
 use exhibit_common::records::{xattr, ChangeKind, ChangeRecord, FileType, Source, Xattr};
 use exhibit_common::text::ByteText;
 use exhibit_common::writer::{BundleWriter, CopyOutcome, WriteError};
@@ -90,17 +90,17 @@ impl Lowers {
         self.find(rel).is_some()
     }
 
-    fn find(&self, rel: &[u8]) -> Option<OwnedFd> {
-        self.fds
-            .iter()
-            .find_map(|fd| open::find_beneath(fd, rel).ok())
+    fn find(&self, rel: &[u8]) -> Option<Pinned> {
+        self.fds.iter().find_map(|fd| Pinned::beneath(fd, rel).ok())
     }
 
     /// Opens a regular file of a lower layer for reading (metacopy content).
     fn open_file(&self, rel: &[u8]) -> Option<File> {
-        self.fds
-            .iter()
-            .find_map(|fd| open::open_file_beneath(fd, rel).ok())
+        self.fds.iter().find_map(|fd| {
+            Pinned::beneath(fd, rel)
+                .ok()
+                .and_then(|p| p.open_regular().ok())
+        })
     }
 }
 
@@ -267,8 +267,8 @@ impl<'w, W: Write> Walker<'w, W> {
             ));
             return Ok(None);
         }
-        let st = match open::stat_at(dir, name) {
-            Ok(st) => st,
+        let pinned = match Pinned::at(dir, name) {
+            Ok(p) => p,
             Err(Errno::NOENT) => {
                 self.stats
                     .errors
@@ -280,8 +280,9 @@ impl<'w, W: Write> Walker<'w, W> {
                 return Ok(None);
             }
         };
+        let st = *pinned.stat();
         let member = join(spec.member_prefix.as_bytes(), rel);
-        let ft = file_type(st.stx_mode as u32);
+        let ft = pinned.file_type();
         let in_lower = parent_in_lower && lowers.contains(rel);
         let kind = if in_lower {
             ChangeKind::Modified
@@ -316,8 +317,15 @@ impl<'w, W: Write> Walker<'w, W> {
         let mut rec = base_record(member, path.0.clone(), spec.source, kind, ft, &st);
         match ft {
             FileType::Dir => {
-                let fd = match open::open_dir_at(dir, name) {
+                let fd = match pinned.open_dir() {
                     Ok(fd) => fd,
+                    Err(OpenError::Changed) => {
+                        rec.captured = false;
+                        rec.reason = Some("changed during read".into());
+                        rec.flags.push("changed-during-read".into());
+                        self.emit(rec, None)?;
+                        return Ok(None);
+                    }
                     Err(e) => {
                         rec.captured = false;
                         rec.reason = Some(format!("cannot open directory: {e}"));
@@ -325,13 +333,6 @@ impl<'w, W: Write> Walker<'w, W> {
                         return Ok(None);
                     }
                 };
-                if !same_inode(&fd, &st) {
-                    rec.captured = false;
-                    rec.reason = Some("changed during read".into());
-                    rec.flags.push("changed-during-read".into());
-                    self.emit(rec, None)?;
-                    return Ok(None);
-                }
                 let overlay_marks = self.xattrs(&fd, &mut rec);
                 let opaque = spec.overlay
                     && overlay_marks
@@ -371,8 +372,8 @@ impl<'w, W: Write> Walker<'w, W> {
                 })
             }
             FileType::Symlink => {
-                match rustix::fs::readlinkat(dir, name, Vec::new()) {
-                    Ok(target) => rec.link_target = Some(ByteText(target.into_bytes())),
+                match pinned.read_link() {
+                    Ok(target) => rec.link_target = Some(ByteText(target)),
                     Err(e) => {
                         rec.link_target = Some(ByteText::default());
                         rec.captured = false;
@@ -396,7 +397,7 @@ impl<'w, W: Write> Walker<'w, W> {
                 Ok(None)
             }
             FileType::File | FileType::Whiteout => {
-                self.file(dir, name, rec, &st, lowers, rel)?;
+                self.file(&pinned, rec, lowers, rel)?;
                 Ok(None)
             }
         }
@@ -404,13 +405,12 @@ impl<'w, W: Write> Walker<'w, W> {
 
     fn file(
         &mut self,
-        dir: &OwnedFd,
-        name: &[u8],
+        pinned: &Pinned,
         mut rec: ChangeRecord,
-        st: &rustix::fs::Statx,
         lowers: &Lowers,
         rel: &[u8],
     ) -> Result<(), WriteError> {
+        let st = pinned.stat();
         let key = (makedev(st.stx_dev_major, st.stx_dev_minor), st.stx_ino);
         if st.stx_nlink > 1 {
             rec.hardlink_group = Some(st.stx_ino);
@@ -420,16 +420,24 @@ impl<'w, W: Write> Walker<'w, W> {
                 return self.emit(rec, None);
             }
         }
-        let fd = match open::open_file_at(dir, name) {
-            Ok(fd) => fd,
-            Err(e) => {
+        let file = match pinned.open_regular() {
+            Ok(f) => f,
+            Err(OpenError::Changed) => {
                 rec.captured = false;
-                rec.reason = Some(if e == Errno::NOENT {
+                rec.reason = Some("changed during read".into());
+                rec.flags.push("changed-during-read".into());
+                rec.stored_size = 0;
+                return self.emit(rec, None);
+            }
+            Err(e) => {
+                let vanished = e == OpenError::Sys(Errno::NOENT);
+                rec.captured = false;
+                rec.reason = Some(if vanished {
                     "vanished during read".into()
                 } else {
                     format!("cannot open: {e}")
                 });
-                if e == Errno::NOENT {
+                if vanished {
                     self.stats
                         .errors
                         .push(format!("{}: vanished during read", rec.path.lossy()));
@@ -438,13 +446,7 @@ impl<'w, W: Write> Walker<'w, W> {
                 return self.emit(rec, None);
             }
         };
-        if !same_inode(&fd, st) {
-            rec.captured = false;
-            rec.reason = Some("changed during read".into());
-            rec.flags.push("changed-during-read".into());
-            rec.stored_size = 0;
-            return self.emit(rec, None);
-        }
+        let fd = OwnedFd::from(file);
         let overlay_marks = self.xattrs(&fd, &mut rec);
         let metacopy = overlay_marks
             .iter()
@@ -606,8 +608,8 @@ impl<'w, W: Write> Walker<'w, W> {
                 }
             };
             let path = container_path(spec, rel);
-            let st = match open::stat_at(&dir, name) {
-                Ok(st) if file_type(st.stx_mode as u32) == FileType::File => st,
+            let pinned = match Pinned::at(&dir, name) {
+                Ok(p) if p.file_type() == FileType::File => p,
                 _ => {
                     self.stats
                         .errors
@@ -621,8 +623,15 @@ impl<'w, W: Write> Walker<'w, W> {
             } else {
                 ChangeKind::Added
             };
-            let rec = base_record(member, path.0, spec.source, kind, FileType::File, &st);
-            self.file(&dir, name, rec, &st, lowers, rel)?;
+            let rec = base_record(
+                member,
+                path.0,
+                spec.source,
+                kind,
+                FileType::File,
+                pinned.stat(),
+            );
+            self.file(&pinned, rec, lowers, rel)?;
         }
         Ok(())
     }

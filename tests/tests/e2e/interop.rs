@@ -4,8 +4,8 @@
 //! verifier refuses — a flipped content byte, a wrong key, a swapped payloadType, a
 //! removed member, a truncated file — are refused by the Python verifier too.
 
-use exhibit_tests::spec;
 use crate::support;
+use exhibit_tests::spec;
 use exhibit_tests::tamper;
 
 use ed25519_dalek::Signer;

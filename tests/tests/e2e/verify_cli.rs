@@ -4,8 +4,8 @@
 //! Key problems are exit 2 with a `hint:` line (DESIGN.md section 2), for the analyzer's
 //! --pubkey and for `exhibit-collect keygen`.
 
-use exhibit_tests::spec;
 use crate::support;
+use exhibit_tests::spec;
 use exhibit_tests::tamper;
 
 use exhibit_common::keys;
