@@ -2,7 +2,7 @@
 //! where there is none on this host, the diff through the runtime's API.
 
 use super::{first_of, Run};
-use crate::host::walk;
+use crate::host::{open, walk};
 use crate::runtime::{ApiEntry, Runtime};
 use anyhow::{Context, Result};
 use exhibit_common::custody::Outcome;
@@ -10,7 +10,6 @@ use exhibit_common::manifest::ReasonCode;
 use exhibit_common::records::{ChangeKind, ChangeRecord, FileType, MountRecord, Source};
 use exhibit_common::text::ByteText;
 use exhibit_common::writer::BundleWriter;
-use rustix::fs::{Mode, OFlags};
 use std::io::{Read, Seek, Write};
 
 impl Run<'_> {
@@ -95,11 +94,7 @@ impl Run<'_> {
             )),
             None,
         );
-        let root = rustix::fs::open(
-            upper,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
+        let root = open::open_host_dir(upper)
         .with_context(|| format!("opening the upper dir {}", upper.display()))?;
         let (lowers, lower_errors) = walk::Lowers::open(&facts.lower_dirs);
         for e in lower_errors {

@@ -2,6 +2,7 @@
 //! exhibit/logs/container.jsonl, and the runtime's own log file kept verbatim.
 
 use super::Run;
+use crate::host::open;
 use crate::runtime::Runtime;
 use anyhow::{Context, Result};
 use exhibit_common::custody::Outcome;
@@ -9,7 +10,6 @@ use exhibit_common::manifest::ReasonCode;
 use exhibit_common::members;
 use exhibit_common::records::LogLine;
 use exhibit_common::writer::BundleWriter;
-use rustix::fs::{Mode, OFlags};
 use std::io::{BufWriter, Read, Seek, Write};
 use std::path::Path;
 
@@ -108,7 +108,7 @@ impl Run<'_> {
         writer: &mut BundleWriter<W>,
         path: &Path,
     ) -> Result<()> {
-        match open_log_file(path) {
+        match open::open_log_file(path) {
             Ok((f, size)) => {
                 // Spooled first: the runtime may rotate or truncate it meanwhile.
                 let mut spool = tempfile::tempfile()?;
@@ -139,20 +139,3 @@ impl Run<'_> {
     }
 }
 
-// The runtime's log file, opened without following a symlink; the size is fixed at open
-// (the file keeps growing) and capped at the entry limit.
-fn open_log_file(path: &Path) -> std::io::Result<(std::fs::File, u64)> {
-    let fd = rustix::fs::open(
-        path,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NOATIME | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    let st = rustix::fs::fstat(&fd)?;
-    if st.st_mode & 0o170000 != 0o100000 {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    Ok((
-        std::fs::File::from(fd),
-        (st.st_size as u64).min(exhibit_common::limits::MAX_ENTRY_SIZE),
-    ))
-}

@@ -3,11 +3,10 @@
 //! volumes and emptyDirs (never host bind mounts).
 
 use super::{Run, VolumesMode};
-use crate::host::{self, walk};
+use crate::host::{self, open, walk};
 use anyhow::{Context, Result};
 use exhibit_common::custody::Outcome;
 use exhibit_common::records::{ChangeKind, MountRecord, Source};
-use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags};
 use std::io::{Read, Write};
 use std::path::Path;
 
@@ -105,7 +104,7 @@ fn runtime_file<W: Write>(
                 .rsplit_once('/')
                 .context("runtime file has no parent")?;
             (
-                walk::open_beneath_dir(&root, parent.trim_start_matches('/').as_bytes())?,
+                open::open_dir_beneath(&root, parent.trim_start_matches('/').as_bytes())?,
                 name.into(),
             )
         }
@@ -113,31 +112,16 @@ fn runtime_file<W: Write>(
             let parent = host_path.parent().context("runtime file has no parent")?;
             let name = host_path.file_name().context("runtime file has no name")?;
             (
-                rustix::fs::open(
-                    parent,
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )?,
+                open::open_host_dir(parent)?,
                 name.to_os_string(),
             )
         }
     };
-    let name = name.as_os_str();
-    let st = rustix::fs::statx(
-        &dir,
-        name,
-        AtFlags::SYMLINK_NOFOLLOW,
-        StatxFlags::BASIC_STATS | StatxFlags::BTIME,
-    )?;
-    if walk::file_type(st.stx_mode as u32) != exhibit_common::records::FileType::File {
-        anyhow::bail!("not a regular file");
-    }
-    let fd = rustix::fs::openat(
-        &dir,
-        name,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NOATIME | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
+    // Pinned without following a symlink, opened only if it is a regular file: a FIFO
+    // or a device swapped in for hosts/hostname/resolv.conf is never opened.
+    let pinned = open::Pinned::at(&dir, name.as_os_str())?;
+    let st = *pinned.stat();
+    let fd = pinned.open_regular()?;
     let size = st.stx_size.min(walker.opts.max_file_size);
     let mut rec = walk::base_record(
         format!("mounts/{index}").into_bytes(),
@@ -152,7 +136,7 @@ fn runtime_file<W: Write>(
         rec.captured = false;
         rec.reason = Some("over --max-file-size".to_string());
     }
-    let mut f = std::fs::File::from(fd);
+    let mut f = fd;
     walker.writer.add_content(
         rec,
         Some(&mut (&mut f).take(size) as &mut dyn Read),
@@ -160,6 +144,7 @@ fn runtime_file<W: Write>(
     )?;
     Ok(())
 }
+
 /// A named volume or emptyDir (never a host bind mount of anything else).
 fn is_volume(m: &MountRecord) -> bool {
     m.mount_type == "volume" || m.source.contains("/kubernetes.io~empty-dir/")
@@ -177,8 +162,7 @@ fn mount_tree<W: Write>(
 ) -> Result<()> {
     let root = host::open_container_root(init)?;
     let root_mnt = mount_id(&root)?;
-    let rel = dest.trim_start_matches('/');
-    let dir = walk::open_beneath_dir(&root, rel.as_bytes())
+    let dir = open::open_mount(&root, init, dest)
         .with_context(|| format!("reaching {dest} in the container"))?;
     if mount_id(&dir)? == root_mnt {
         anyhow::bail!("{dest} is not a separate mount");
@@ -195,6 +179,5 @@ fn mount_tree<W: Write>(
 }
 
 fn mount_id(fd: &std::os::fd::OwnedFd) -> Result<u64> {
-    let st = rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)?;
-    Ok(st.stx_mnt_id)
+    Ok(open::mount_id(fd)?)
 }

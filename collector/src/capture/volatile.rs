@@ -178,7 +178,7 @@ impl Run<'_> {
                 continue;
             };
             if !host::exists_in_container(p.pid, exe) {
-                match procs::keep_exe(p.pid, self.opts.max_file_size) {
+                match procs::keep_exe(p, self.opts.max_file_size) {
                     Some(k) => {
                         v.kept.entry(k.sha256.clone()).or_insert(k);
                     }

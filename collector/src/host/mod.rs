@@ -2,80 +2,14 @@
 //! and sockets from /proc, the overlay upper dir and mount contents by directory fd,
 //! and the host's identity.
 
+pub mod open;
 pub mod procs;
 pub mod sockets;
 pub mod walk;
 
-use rustix::fs::{Mode, OFlags, ResolveFlags};
 use serde_json::json;
-use std::io::Read;
-use std::os::fd::OwnedFd;
 
-/// Opens a file of the container's filesystem through /proc/PID/root, resolving every
-/// symlink inside that root (RESOLVE_IN_ROOT), never out of it. Capped read.
-pub fn read_in_container(pid: i32, path: &str, cap: u64) -> Option<Vec<u8>> {
-    let root = open_container_root(pid).ok()?;
-    let fd = rustix::fs::openat2(
-        &root,
-        path.trim_start_matches('/'),
-        OFlags::RDONLY | OFlags::NOATIME | OFlags::NONBLOCK | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
-    )
-    .ok()?;
-    let st = rustix::fs::fstat(&fd).ok()?;
-    if st.st_mode & 0o170000 != 0o100000 {
-        return None;
-    }
-    let mut out = Vec::new();
-    std::fs::File::from(fd)
-        .take(cap)
-        .read_to_end(&mut out)
-        .ok()?;
-    Some(out)
-}
-
-/// Whether `path` names a regular file in the process's mount namespace (through
-/// /proc/PID/root with RESOLVE_IN_ROOT; nothing is read).
-pub fn exists_in_container(pid: i32, path: &str) -> bool {
-    let Ok(root) = open_container_root(pid) else {
-        return true;
-    };
-    rustix::fs::openat2(
-        &root,
-        path.trim_start_matches('/'),
-        OFlags::PATH | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )
-    .is_ok()
-}
-
-/// The container's root directory as seen through its init process. The process is
-/// pinned by a pidfd taken first and checked still alive after its root was opened, so
-/// a recycled pid cannot hand us another process's root.
-pub fn open_container_root(pid: i32) -> rustix::io::Result<OwnedFd> {
-    let raw = rustix::process::Pid::from_raw(pid).ok_or(rustix::io::Errno::SRCH)?;
-    let pidfd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty())?;
-    let root = rustix::fs::open(
-        format!("/proc/{pid}/root"),
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    // A pidfd becomes readable when its process exits.
-    let mut fds = [rustix::event::PollFd::new(
-        &pidfd,
-        rustix::event::PollFlags::IN,
-    )];
-    let zero = rustix::fs::Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    if rustix::event::poll(&mut fds, Some(&zero))? > 0 {
-        return Err(rustix::io::Errno::SRCH);
-    }
-    Ok(root)
-}
+pub use open::{container_root as open_container_root, exists_in_container, read_in_container};
 
 fn read_trim(path: &str) -> Option<String> {
     std::fs::read_to_string(path)

@@ -12,6 +12,9 @@ use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::io::Errno;
+use std::os::fd::OwnedFd;
 
 /// Pids of the container and what found them.
 #[derive(Debug, Default)]
@@ -19,6 +22,140 @@ pub struct Membership {
     pub pids: BTreeMap<i32, Vec<String>>,
     /// Disagreements between the cgroup and the pid namespace, for the acquisition log.
     pub notes: Vec<String>,
+}
+
+/// One process's `/proc/PID` directory, opened while a pidfd of that process showed it
+/// alive. Every read goes through this directory handle, which stays bound to that
+/// process: once it has exited, reads fail (the process is gone) instead of reaching a
+/// host process that was given the same pid number.
+pub struct ProcDir {
+    pid: i32,
+    dir: OwnedFd,
+}
+
+impl ProcDir {
+    /// Opens the process `pid` as it is now.
+    pub fn open(pid: i32) -> std::io::Result<ProcDir> {
+        let raw = rustix::process::Pid::from_raw(pid).ok_or(Errno::SRCH)?;
+        let pidfd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty())?;
+        let dir = rustix::fs::open(
+            format!("/proc/{pid}"),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        // A pidfd becomes readable when its process exits: if it is not, the directory
+        // was opened for this very process.
+        let mut fds = [rustix::event::PollFd::new(
+            &pidfd,
+            rustix::event::PollFlags::IN,
+        )];
+        let zero = rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        if rustix::event::poll(&mut fds, Some(&zero))? > 0 {
+            return Err(Errno::SRCH.into());
+        }
+        Ok(ProcDir { pid, dir })
+    }
+
+    /// Opens the process a record describes again, for a later phase of the capture
+    /// (memory, executables, sockets): only if it is still that process, by pid *and*
+    /// start time, else "process exited".
+    pub fn reopen(rec: &ProcessRecord) -> std::io::Result<ProcDir> {
+        let d = ProcDir::open(rec.pid)?;
+        let now = d.start_time(procfs::boot_time_secs().ok());
+        if now.is_none() || now != rec.start_time {
+            return Err(std::io::Error::other(format!(
+                "process {} exited (the pid now names another process)",
+                rec.pid
+            )));
+        }
+        Ok(d)
+    }
+
+    /// The pid this directory was opened for.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Opens `name` (e.g. `exe`, `mem`, `net/tcp`) of this process for reading.
+    pub fn open_file(&self, name: &str) -> std::io::Result<File> {
+        Ok(File::from(rustix::fs::openat(
+            &self.dir,
+            name,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?))
+    }
+
+    /// Reads `name` as bytes, capped at `cap + 1` bytes (so a caller can tell a cut).
+    pub fn read_capped(&self, name: &str, cap: usize) -> std::io::Result<(Vec<u8>, u64)> {
+        let f = self.open_file(name)?;
+        let mut buf = Vec::new();
+        f.take(cap as u64 + 1).read_to_end(&mut buf)?;
+        let len = buf.len() as u64;
+        Ok((buf, len))
+    }
+
+    /// Reads `name` whole.
+    pub fn read(&self, name: &str) -> std::io::Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.open_file(name)?.read_to_end(&mut buf)?;
+        Ok(buf)
+    }
+
+    /// The text of the link `name` (`exe`, `cwd`, `fd/N`), as bytes.
+    pub fn readlink(&self, name: &str) -> Option<ByteText> {
+        rustix::fs::readlinkat(&self.dir, name, Vec::new())
+            .ok()
+            .map(|p| ByteText(p.into_bytes()))
+    }
+
+    /// The open file descriptor numbers, ascending.
+    pub fn fd_numbers(&self) -> std::io::Result<Vec<i32>> {
+        let fd = rustix::fs::openat(
+            &self.dir,
+            "fd",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let mut dir = rustix::fs::Dir::new(fd)?;
+        let mut out = Vec::new();
+        while let Some(ent) = dir.read() {
+            if let Some(n) = ent?
+                .file_name()
+                .to_str()
+                .ok()
+                .and_then(|s| s.parse::<i32>().ok())
+            {
+                out.push(n);
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// The inode of the namespace `ns` (pid, net, mnt, ...) of this process.
+    pub fn ns_inode(&self, ns: &str) -> Option<u64> {
+        rustix::fs::statat(&self.dir, format!("ns/{ns}"), AtFlags::empty())
+            .ok()
+            .map(|st| st.st_ino)
+    }
+
+    /// The process's start time (RFC 3339), as recorded in `ProcessRecord::start_time`.
+    pub fn start_time(&self, boot_time: Option<u64>) -> Option<String> {
+        let (b, _) = self.read_capped("stat", 64 << 10).ok()?;
+        start_time_of(&parse_stat(&b)?, boot_time)
+    }
+}
+
+fn start_time_of(stat: &StatFields, boot_time: Option<u64>) -> Option<String> {
+    let boot = boot_time?;
+    let ticks = procfs::ticks_per_second().max(1);
+    let ns =
+        boot as i128 * 1_000_000_000 + (stat.starttime as i128 * 1_000_000_000) / ticks as i128;
+    Some(exhibit_common::text::rfc3339_ns(ns))
 }
 
 /// The cgroup.procs files of the container's cgroup (v1: one controller; v2: unified).
@@ -131,15 +268,6 @@ pub struct KeptExe {
     pub sha256: String,
     pub size: u64,
     pub spool: File,
-}
-
-/// Reads /proc/PID/<file> as bytes, capped.
-fn read_capped(path: &str, cap: usize) -> std::io::Result<(Vec<u8>, u64)> {
-    let f = File::open(path)?;
-    let mut buf = Vec::new();
-    f.take(cap as u64 + 1).read_to_end(&mut buf)?;
-    let len = buf.len() as u64;
-    Ok((buf, len))
 }
 
 fn capped_list(raw: &[u8], truncated_bytes: bool) -> CappedList {
@@ -297,12 +425,6 @@ pub fn parse_status(raw: &[u8]) -> StatusFields {
     out
 }
 
-fn readlink_bytes(path: &str) -> Option<ByteText> {
-    std::fs::read_link(path)
-        .ok()
-        .map(|p| ByteText(p.as_os_str().as_bytes().to_vec()))
-}
-
 /// Device of the kernel's internal memfd mount, learnt from a memfd of our own.
 pub fn memfd_dev() -> Option<u64> {
     let fd = rustix::fs::memfd_create("exhibit-probe", rustix::fs::MemfdFlags::CLOEXEC).ok()?;
@@ -352,18 +474,30 @@ pub fn read_process(
     digests: &mut ExeDigests,
 ) -> (ProcessRecord, Option<KeptExe>) {
     let mut errors = Vec::new();
-    let stat = read_capped(&format!("/proc/{pid}/stat"), 64 << 10)
+    let proc_dir = match ProcDir::open(pid) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            errors.push(format!("process exited before it was read: {e}"));
+            None
+        }
+    };
+    let read_capped = |name: &str, cap: usize| match &proc_dir {
+        Some(d) => d.read_capped(name, cap),
+        None => Err(std::io::Error::from(Errno::SRCH)),
+    };
+    let readlink = |name: &str| proc_dir.as_ref().and_then(|d| d.readlink(name));
+    let stat = read_capped("stat", 64 << 10)
         .ok()
         .and_then(|(b, _)| parse_stat(&b));
-    let status = read_capped(&format!("/proc/{pid}/status"), 64 << 10)
+    let status = read_capped("status", 64 << 10)
         .ok()
         .map(|(b, _)| parse_status(&b));
     if stat.is_none() {
         errors.push("stat unreadable (process exited?)".into());
     }
     let (argv, env) = {
-        let a = read_capped(&format!("/proc/{pid}/cmdline"), MAX_PROC_LIST_BYTES);
-        let e = read_capped(&format!("/proc/{pid}/environ"), MAX_PROC_LIST_BYTES);
+        let a = read_capped("cmdline", MAX_PROC_LIST_BYTES);
+        let e = read_capped("environ", MAX_PROC_LIST_BYTES);
         let to_list =
             |r: std::io::Result<(Vec<u8>, u64)>, what: &str, errors: &mut Vec<String>| match r {
                 Ok((mut b, _)) => {
@@ -382,7 +516,7 @@ pub fn read_process(
         )
     };
     let (maps, anon_exec_maps) =
-        match read_capped(&format!("/proc/{pid}/maps"), MAX_PROC_LIST_BYTES) {
+        match read_capped("maps", MAX_PROC_LIST_BYTES) {
             Ok((mut b, _)) => {
                 let trunc = b.len() > MAX_PROC_LIST_BYTES;
                 b.truncate(MAX_PROC_LIST_BYTES);
@@ -395,35 +529,33 @@ pub fn read_process(
         };
     let mut fds = Vec::new();
     let mut fds_truncated = false;
-    if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
-        for e in rd.flatten() {
+    if let Some(numbers) = proc_dir.as_ref().and_then(|d| d.fd_numbers().ok()) {
+        for fd in numbers {
             if fds.len() >= MAX_PROC_LIST_ENTRIES {
                 fds_truncated = true;
                 break;
             }
-            let Some(fd) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-                continue;
-            };
-            if let Some(target) = readlink_bytes(&format!("/proc/{pid}/fd/{fd}")) {
+            if let Some(target) = readlink(&format!("fd/{fd}")) {
                 fds.push(FdInfo { fd, target });
             }
         }
-        fds.sort_by_key(|f| f.fd);
     }
     let mut namespaces = BTreeMap::new();
     for ns in ["cgroup", "ipc", "mnt", "net", "pid", "user", "uts"] {
-        if let Some(ino) = ns_inode(pid, ns) {
+        if let Some(ino) = proc_dir.as_ref().and_then(|d| d.ns_inode(ns)) {
             namespaces.insert(ns.to_string(), ino);
         }
     }
-    let exe = readlink_bytes(&format!("/proc/{pid}/exe"));
+    let exe = readlink("exe");
     let mut exe_sha256 = None;
     let mut exe_size = None;
     let mut exe_deleted = false;
     let mut memfd = false;
     let mut kept = None;
-    match File::open(format!("/proc/{pid}/exe")) {
-        Ok(mut f) => 'exe: {
+    match proc_dir.as_ref().map(|d| d.open_file("exe")) {
+        None => {}
+        Some(Err(e)) => errors.push(format!("exe: {e}")),
+        Some(Ok(mut f)) => 'exe: {
             let mut key = None;
             if let Ok(st) = rustix::fs::fstat(&f) {
                 exe_deleted = st.st_nlink == 0;
@@ -495,22 +627,13 @@ pub fn read_process(
             }
             exe_sha256 = Some(digest);
         }
-        Err(e) => errors.push(format!("exe: {e}")),
     }
-    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+    let cgroup = read_capped("cgroup", 64 << 10)
         .ok()
-        .map(|s| s.trim_end().to_string());
+        .map(|(b, _)| String::from_utf8_lossy(&b).trim_end().to_string());
     let uid = status.as_ref().and_then(|s| s.uid).unwrap_or(u32::MAX);
     let ns_pid = status.as_ref().and_then(|s| s.ns_pid);
-    let start_time = match (stat.as_ref(), boot_time) {
-        (Some(s), Some(boot)) => {
-            let ticks = procfs::ticks_per_second().max(1);
-            let ns = boot as i128 * 1_000_000_000
-                + (s.starttime as i128 * 1_000_000_000) / ticks as i128;
-            Some(exhibit_common::text::rfc3339_ns(ns))
-        }
-        _ => None,
-    };
+    let start_time = stat.as_ref().and_then(|s| start_time_of(s, boot_time));
     let rec = ProcessRecord {
         pid,
         ns_pid,
@@ -522,7 +645,7 @@ pub fn read_process(
         comm: ByteText(stat.as_ref().map(|s| s.comm.clone()).unwrap_or_default()),
         argv,
         env,
-        cwd: readlink_bytes(&format!("/proc/{pid}/cwd")),
+        cwd: readlink("cwd"),
         exe: exe.map(|e| strip_deleted_suffix(e, exe_deleted)),
         exe_sha256,
         exe_size,
@@ -544,9 +667,10 @@ pub fn read_process(
 
 // The kernel appends " (deleted)" to the link text of a deleted exe. Strip it only when
 // fstat says the file is deleted, so a file really named "x (deleted)" keeps its name.
-/// Spools the content of /proc/PID/exe (capped) for the bundle.
-pub fn keep_exe(pid: i32, max: u64) -> Option<KeptExe> {
-    let f = File::open(format!("/proc/{pid}/exe")).ok()?;
+/// Spools the content of /proc/PID/exe (capped) for the bundle, only from the process
+/// the record describes (a reused pid gives nothing).
+pub fn keep_exe(rec: &ProcessRecord, max: u64) -> Option<KeptExe> {
+    let f = ProcDir::reopen(rec).ok()?.open_file("exe").ok()?;
     let mut spool = tempfile::tempfile().ok()?;
     let mut h = Sha256::new();
     let mut r = f.take(max);
@@ -578,12 +702,12 @@ fn strip_deleted_suffix(e: ByteText, deleted: bool) -> ByteText {
     e
 }
 
-/// Distinct network namespaces of the processes, with one pid in each.
-pub fn net_namespaces(procs: &[ProcessRecord]) -> BTreeMap<u64, i32> {
+/// Distinct network namespaces of the processes, with one process in each.
+pub fn net_namespaces(procs: &[ProcessRecord]) -> BTreeMap<u64, &ProcessRecord> {
     let mut out = BTreeMap::new();
     for p in procs {
         if let Some(ns) = p.namespaces.get("net") {
-            out.entry(*ns).or_insert(p.pid);
+            out.entry(*ns).or_insert(p);
         }
     }
     out
@@ -690,7 +814,7 @@ pub fn read_memory(
     if scope == MemoryScope::None {
         return kept;
     }
-    let mut mem = match File::open(format!("/proc/{}/mem", rec.pid)) {
+    let mut mem = match ProcDir::reopen(rec).and_then(|d| d.open_file("mem")) {
         Ok(f) => Some(f),
         Err(e) => {
             rec.errors.push(format!("memory: {e}"));
@@ -861,6 +985,46 @@ mod tests {
         assert!(!wanted(MemoryScope::Exec, "rw-p", b"[heap]"));
         assert!(wanted(MemoryScope::Anon, "rw-p", b"[heap]"));
         assert!(!wanted(MemoryScope::None, "r-xp", b""));
+    }
+
+    #[test]
+    fn a_later_phase_reaches_only_the_process_that_was_recorded() {
+        let boot = procfs::boot_time_secs().ok();
+        let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+        let pid = child.id() as i32;
+        let (rec, _) = read_process(
+            pid,
+            Vec::new(),
+            &Users::default(),
+            None,
+            0,
+            boot,
+            &mut ExeDigests::default(),
+        );
+        assert!(rec.start_time.is_some() && rec.errors.is_empty(), "{rec:?}");
+        assert!(ProcDir::reopen(&rec).is_ok());
+        // The same pid with another start time is another process (a reused pid): no
+        // executable, no memory, no sockets are taken from it.
+        let mut reused = rec.clone();
+        reused.start_time = Some("2000-01-01T00:00:00.000000000Z".into());
+        let err = ProcDir::reopen(&reused).err().expect("a reused pid was accepted");
+        assert!(err.to_string().contains("exited"), "{err}");
+        assert!(keep_exe(&reused, 1 << 20).is_none());
+        let mut caps = MemoryCaps {
+            per_region: 1 << 20,
+            per_process: 1 << 20,
+            regions_left: 10,
+        };
+        let mut anon = reused.clone();
+        assert!(read_memory(&mut anon, MemoryScope::Anon, &mut caps).is_empty());
+        assert!(anon.errors.iter().any(|e| e.contains("exited")), "{:?}", anon.errors);
+        // A directory opened before the process exited never shows another process.
+        let dir = ProcDir::open(pid).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(dir.read_capped("stat", 1 << 10).is_err());
+        assert!(dir.readlink("exe").is_none());
+        assert!(ProcDir::reopen(&rec).is_err());
     }
 
     #[test]

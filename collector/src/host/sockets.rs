@@ -2,6 +2,7 @@
 //! mapped to owning processes through their socket fds. In the host's or a shared
 //! namespace only sockets a container process holds are kept.
 
+use crate::host::procs::ProcDir;
 use exhibit_common::records::{ProcessRecord, SocketRecord};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -156,17 +157,26 @@ pub fn parse_unix_table(bytes: &[u8]) -> Vec<NetRow> {
     out
 }
 
-/// Reads the sockets of the namespace `netns` through process `pid`.
+/// Reads the sockets of the namespace `netns` through the process `rec` (only while it
+/// is still that process: a reused pid yields an error, never another namespace).
 pub fn read_netns(
     netns: u64,
-    pid: i32,
+    rec: &ProcessRecord,
     owners: &BTreeMap<u64, Vec<i32>>,
     only_owned: bool,
     errors: &mut Vec<String>,
 ) -> Vec<SocketRecord> {
     let mut out = Vec::new();
+    let pid = rec.pid;
+    let dir = match ProcDir::reopen(rec) {
+        Ok(d) => d,
+        Err(e) => {
+            errors.push(format!("sockets of netns {netns} via pid {pid}: {e}"));
+            return out;
+        }
+    };
     for proto in NET_TABLES {
-        let bytes = match read_table(pid, proto) {
+        let bytes = match read_table(&dir, proto) {
             Ok(Some(b)) => b,
             Ok(None) => continue,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && proto == "tcp" => {
@@ -207,8 +217,8 @@ pub fn read_netns(
 /// Reads /proc/PID/net/`proto`. `Ok(None)` only for a raw, raw6 or packet table this
 /// kernel does not have (absent from /proc/self/net too); every other failure, such as
 /// the process exiting between two tables, is an error for the caller to record.
-pub fn read_table(pid: i32, proto: &str) -> std::io::Result<Option<Vec<u8>>> {
-    match std::fs::read(format!("/proc/{pid}/net/{proto}")) {
+pub fn read_table(dir: &ProcDir, proto: &str) -> std::io::Result<Option<Vec<u8>>> {
+    match dir.read(&format!("net/{proto}")) {
         Ok(b) => Ok(Some(b)),
         Err(e)
             if e.kind() == std::io::ErrorKind::NotFound
@@ -288,9 +298,9 @@ pub fn collect(procs: &[ProcessRecord], errors: &mut Vec<String>) -> Vec<SocketR
     let owners = owners(procs);
     let members: BTreeSet<i32> = procs.iter().map(|p| p.pid).collect();
     let mut out = Vec::new();
-    for (netns, pid) in crate::host::procs::net_namespaces(procs) {
+    for (netns, rec) in crate::host::procs::net_namespaces(procs) {
         let shared = crate::host::procs::netns_shared(netns, &members);
-        out.extend(read_netns(netns, pid, &owners, shared, errors));
+        out.extend(read_netns(netns, rec, &owners, shared, errors));
     }
     out
 }
@@ -301,21 +311,35 @@ mod tests {
 
     #[test]
     fn raw_and_packet_tables_that_cannot_be_read_are_errors() {
-        let me = std::process::id() as i32;
-        // A pid that does not exist (beyond pid_max): like a process that exited
-        // between two tables.
-        let gone = i32::MAX;
+        let me = ProcDir::open(std::process::id() as i32).unwrap();
+        // A process that exits after its /proc directory was opened: like one that
+        // exited between two tables. Its directory never shows another process.
+        let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+        let gone = ProcDir::open(child.id() as i32).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
         for proto in ["raw", "raw6", "packet"] {
             let present = std::path::Path::new(&format!("/proc/self/net/{proto}")).exists();
-            match read_table(gone, proto) {
+            match read_table(&gone, proto) {
                 Err(e) => assert!(present, "{proto}: {e}"),
                 Ok(None) => assert!(!present, "{proto}: the kernel has it, the error was lost"),
-                Ok(Some(_)) => panic!("{proto}: read through a pid that does not exist"),
+                Ok(Some(_)) => panic!("{proto}: read through a process that exited"),
             }
-            assert_eq!(read_table(me, proto).unwrap().is_some(), present);
+            assert_eq!(read_table(&me, proto).unwrap().is_some(), present);
         }
+        // A record of a process that no longer exists: one error, no sockets.
+        let (mut rec, _) = crate::host::procs::read_process(
+            std::process::id() as i32,
+            Vec::new(),
+            &Default::default(),
+            None,
+            0,
+            None,
+            &mut Default::default(),
+        );
+        rec.pid = i32::MAX;
         let mut errors = Vec::new();
-        assert!(read_netns(1, gone, &BTreeMap::new(), false, &mut errors).is_empty());
+        assert!(read_netns(1, &rec, &BTreeMap::new(), false, &mut errors).is_empty());
         assert_eq!(errors.len(), 1, "{errors:?}");
     }
 

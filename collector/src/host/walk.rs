@@ -7,10 +7,11 @@
 //! content is not taken. Symlinks are read with readlinkat only; FIFOs, sockets and
 //! devices are recorded and never opened. Nested mounts are recorded, not entered.
 
+use super::open::{self, makedev, OpenError, Pinned};
 use exhibit_common::records::{xattr, ChangeKind, ChangeRecord, FileType, Source, Xattr};
 use exhibit_common::text::ByteText;
 use exhibit_common::writer::{BundleWriter, CopyOutcome, WriteError};
-use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, StatxFlags};
+use rustix::fs::{AtFlags, StatxFlags};
 use rustix::io::Errno;
 use std::collections::HashMap;
 use std::fs::File;
@@ -71,11 +72,7 @@ impl Lowers {
         let mut fds = Vec::new();
         let mut errors = Vec::new();
         for p in paths {
-            match rustix::fs::open(
-                p,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            ) {
+            match open::open_host_dir(p) {
                 Ok(fd) => fds.push(fd),
                 Err(e) => errors.push(format!("lower dir {}: {e}", p.display())),
             }
@@ -93,31 +90,16 @@ impl Lowers {
         self.find(rel).is_some()
     }
 
-    fn find(&self, rel: &[u8]) -> Option<OwnedFd> {
-        self.fds.iter().find_map(|fd| {
-            rustix::fs::openat2(
-                fd,
-                rel,
-                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-            )
-            .ok()
-        })
+    fn find(&self, rel: &[u8]) -> Option<Pinned> {
+        self.fds.iter().find_map(|fd| Pinned::beneath(fd, rel).ok())
     }
 
     /// Opens a regular file of a lower layer for reading (metacopy content).
     fn open_file(&self, rel: &[u8]) -> Option<File> {
         self.fds.iter().find_map(|fd| {
-            rustix::fs::openat2(
-                fd,
-                rel,
-                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NOATIME | OFlags::CLOEXEC,
-                Mode::empty(),
-                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-            )
-            .ok()
-            .map(File::from)
+            Pinned::beneath(fd, rel)
+                .ok()
+                .and_then(|p| p.open_regular().ok())
         })
     }
 }
@@ -193,12 +175,7 @@ impl<'w, W: Write> Walker<'w, W> {
             }
         };
         if spec.include_root {
-            let st = rustix::fs::statx(
-                root,
-                "",
-                AtFlags::EMPTY_PATH,
-                StatxFlags::BASIC_STATS | StatxFlags::BTIME,
-            );
+            let st = open::stat_handle(root);
             if let Ok(st) = st {
                 let rec = base_record(
                     spec.member_prefix.as_bytes().to_vec(),
@@ -290,13 +267,8 @@ impl<'w, W: Write> Walker<'w, W> {
             ));
             return Ok(None);
         }
-        let st = match rustix::fs::statx(
-            dir,
-            name,
-            AtFlags::SYMLINK_NOFOLLOW,
-            StatxFlags::BASIC_STATS | StatxFlags::BTIME,
-        ) {
-            Ok(st) => st,
+        let pinned = match Pinned::at(dir, name) {
+            Ok(p) => p,
             Err(Errno::NOENT) => {
                 self.stats
                     .errors
@@ -308,8 +280,9 @@ impl<'w, W: Write> Walker<'w, W> {
                 return Ok(None);
             }
         };
+        let st = *pinned.stat();
         let member = join(spec.member_prefix.as_bytes(), rel);
-        let ft = file_type(st.stx_mode as u32);
+        let ft = pinned.file_type();
         let in_lower = parent_in_lower && lowers.contains(rel);
         let kind = if in_lower {
             ChangeKind::Modified
@@ -344,13 +317,15 @@ impl<'w, W: Write> Walker<'w, W> {
         let mut rec = base_record(member, path.0.clone(), spec.source, kind, ft, &st);
         match ft {
             FileType::Dir => {
-                let fd = match rustix::fs::openat(
-                    dir,
-                    name,
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                ) {
+                let fd = match pinned.open_dir() {
                     Ok(fd) => fd,
+                    Err(OpenError::Changed) => {
+                        rec.captured = false;
+                        rec.reason = Some("changed during read".into());
+                        rec.flags.push("changed-during-read".into());
+                        self.emit(rec, None)?;
+                        return Ok(None);
+                    }
                     Err(e) => {
                         rec.captured = false;
                         rec.reason = Some(format!("cannot open directory: {e}"));
@@ -358,13 +333,6 @@ impl<'w, W: Write> Walker<'w, W> {
                         return Ok(None);
                     }
                 };
-                if !same_inode(&fd, &st) {
-                    rec.captured = false;
-                    rec.reason = Some("changed during read".into());
-                    rec.flags.push("changed-during-read".into());
-                    self.emit(rec, None)?;
-                    return Ok(None);
-                }
                 let overlay_marks = self.xattrs(&fd, &mut rec);
                 let opaque = spec.overlay
                     && overlay_marks
@@ -404,8 +372,8 @@ impl<'w, W: Write> Walker<'w, W> {
                 })
             }
             FileType::Symlink => {
-                match rustix::fs::readlinkat(dir, name, Vec::new()) {
-                    Ok(target) => rec.link_target = Some(ByteText(target.into_bytes())),
+                match pinned.read_link() {
+                    Ok(target) => rec.link_target = Some(ByteText(target)),
                     Err(e) => {
                         rec.link_target = Some(ByteText::default());
                         rec.captured = false;
@@ -429,7 +397,7 @@ impl<'w, W: Write> Walker<'w, W> {
                 Ok(None)
             }
             FileType::File | FileType::Whiteout => {
-                self.file(dir, name, rec, &st, lowers, rel)?;
+                self.file(&pinned, rec, lowers, rel)?;
                 Ok(None)
             }
         }
@@ -437,13 +405,12 @@ impl<'w, W: Write> Walker<'w, W> {
 
     fn file(
         &mut self,
-        dir: &OwnedFd,
-        name: &[u8],
+        pinned: &Pinned,
         mut rec: ChangeRecord,
-        st: &rustix::fs::Statx,
         lowers: &Lowers,
         rel: &[u8],
     ) -> Result<(), WriteError> {
+        let st = pinned.stat();
         let key = (makedev(st.stx_dev_major, st.stx_dev_minor), st.stx_ino);
         if st.stx_nlink > 1 {
             rec.hardlink_group = Some(st.stx_ino);
@@ -453,25 +420,24 @@ impl<'w, W: Write> Walker<'w, W> {
                 return self.emit(rec, None);
             }
         }
-        let fd = match rustix::fs::openat(
-            dir,
-            name,
-            OFlags::RDONLY
-                | OFlags::NOFOLLOW
-                | OFlags::NOATIME
-                | OFlags::NONBLOCK
-                | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(fd) => fd,
-            Err(e) => {
+        let file = match pinned.open_regular() {
+            Ok(f) => f,
+            Err(OpenError::Changed) => {
                 rec.captured = false;
-                rec.reason = Some(if e == Errno::NOENT {
+                rec.reason = Some("changed during read".into());
+                rec.flags.push("changed-during-read".into());
+                rec.stored_size = 0;
+                return self.emit(rec, None);
+            }
+            Err(e) => {
+                let vanished = e == OpenError::Sys(Errno::NOENT);
+                rec.captured = false;
+                rec.reason = Some(if vanished {
                     "vanished during read".into()
                 } else {
                     format!("cannot open: {e}")
                 });
-                if e == Errno::NOENT {
+                if vanished {
                     self.stats
                         .errors
                         .push(format!("{}: vanished during read", rec.path.lossy()));
@@ -480,13 +446,7 @@ impl<'w, W: Write> Walker<'w, W> {
                 return self.emit(rec, None);
             }
         };
-        if !same_inode(&fd, st) {
-            rec.captured = false;
-            rec.reason = Some("changed during read".into());
-            rec.flags.push("changed-during-read".into());
-            rec.stored_size = 0;
-            return self.emit(rec, None);
-        }
+        let fd = OwnedFd::from(file);
         let overlay_marks = self.xattrs(&fd, &mut rec);
         let metacopy = overlay_marks
             .iter()
@@ -638,7 +598,7 @@ impl<'w, W: Write> Walker<'w, W> {
                 Some(i) => (&rel[..i], &rel[i + 1..]),
                 None => (&rel[..0], &rel[..]),
             };
-            let dir = match open_beneath_dir(root, parent) {
+            let dir = match open::open_dir_beneath(root, parent) {
                 Ok(d) => d,
                 Err(e) => {
                     self.stats
@@ -648,13 +608,8 @@ impl<'w, W: Write> Walker<'w, W> {
                 }
             };
             let path = container_path(spec, rel);
-            let st = match rustix::fs::statx(
-                &dir,
-                name,
-                AtFlags::SYMLINK_NOFOLLOW,
-                StatxFlags::BASIC_STATS | StatxFlags::BTIME,
-            ) {
-                Ok(st) if file_type(st.stx_mode as u32) == FileType::File => st,
+            let pinned = match Pinned::at(&dir, name) {
+                Ok(p) if p.file_type() == FileType::File => p,
                 _ => {
                     self.stats
                         .errors
@@ -668,28 +623,18 @@ impl<'w, W: Write> Walker<'w, W> {
             } else {
                 ChangeKind::Added
             };
-            let rec = base_record(member, path.0, spec.source, kind, FileType::File, &st);
-            self.file(&dir, name, rec, &st, lowers, rel)?;
+            let rec = base_record(
+                member,
+                path.0,
+                spec.source,
+                kind,
+                FileType::File,
+                pinned.stat(),
+            );
+            self.file(&pinned, rec, lowers, rel)?;
         }
         Ok(())
     }
-}
-
-/// Opens a directory beneath `root`, one component at a time with O_NOFOLLOW.
-pub fn open_beneath_dir(root: &OwnedFd, rel: &[u8]) -> rustix::io::Result<OwnedFd> {
-    let mut cur = rustix::io::fcntl_dupfd_cloexec(root, 0)?;
-    for comp in rel.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
-        if comp == b".." || comp == b"." {
-            return Err(Errno::INVAL);
-        }
-        cur = rustix::fs::openat(
-            &cur,
-            comp,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-    }
-    Ok(cur)
 }
 
 fn list_dir(fd: &OwnedFd) -> rustix::io::Result<Vec<Vec<u8>>> {
@@ -725,34 +670,6 @@ fn container_path(spec: &TreeSpec<'_>, rel: &[u8]) -> ByteText {
     v.push(b'/');
     v.extend_from_slice(rel);
     ByteText(v)
-}
-
-fn makedev(major: u32, minor: u32) -> u64 {
-    rustix::fs::makedev(major, minor)
-}
-
-fn same_inode(fd: &OwnedFd, st: &rustix::fs::Statx) -> bool {
-    match rustix::fs::fstat(fd) {
-        Ok(s) => {
-            s.st_dev == makedev(st.stx_dev_major, st.stx_dev_minor)
-                && s.st_ino == st.stx_ino
-                && (s.st_mode & 0o170000) == (st.stx_mode as u32 & 0o170000)
-        }
-        Err(_) => false,
-    }
-}
-
-/// File type from st_mode.
-pub fn file_type(mode: u32) -> FileType {
-    match mode & 0o170000 {
-        0o040000 => FileType::Dir,
-        0o120000 => FileType::Symlink,
-        0o010000 => FileType::Fifo,
-        0o140000 => FileType::Socket,
-        0o020000 => FileType::Char,
-        0o060000 => FileType::Block,
-        _ => FileType::File,
-    }
 }
 
 fn ts(t: &rustix::fs::StatxTimestamp) -> i64 {
