@@ -51,14 +51,34 @@ pub fn warn_signer(status: &SignerStatus) {
     }
 }
 
-/// One-word signer status plus key ids, as the outputs show it.
+/// One-word signer status plus key ids, as the outputs show it. Only a verified status
+/// names a key as the signer, and its keyid is computed from the key that verified the
+/// signature, never read from the envelope; without a key, the envelope's keyids are
+/// quoted as its unverified claim, and only when they look like keyids.
 pub fn signer_text(status: &SignerStatus) -> String {
     match status {
         SignerStatus::Verified { keyid } => format!("verified (keyid {keyid})"),
         SignerStatus::Unverified { keyids } => {
+            // A claim is quoted only when it looks like a keyid (short, no spaces or
+            // punctuation beyond base64 and separators), so it cannot spell out a
+            // status of its own.
+            let claims: Vec<String> = keyids
+                .iter()
+                .take(4)
+                .map(|k| {
+                    let plausible = (1..=128).contains(&k.len())
+                        && k.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "+/=:_-.".contains(c));
+                    if plausible {
+                        k.clone()
+                    } else {
+                        format!("<not a keyid, {} bytes>", k.len())
+                    }
+                })
+                .collect();
             format!(
-                "UNVERIFIED (signed by keyid {}; no --pubkey given)",
-                keyids.join(", ")
+                "UNVERIFIED: no --pubkey given; the envelope claims keyid {}",
+                claims.join(", ")
             )
         }
         SignerStatus::Unsigned => "UNSIGNED".to_string(),

@@ -6,7 +6,8 @@ use crate::finding::{Finding, Severity, Summary};
 use crate::render::{evidence_text, summary_line};
 use std::fmt::Write as _;
 
-/// Escapes text for HTML element content and quoted attribute values.
+/// Escapes text for HTML element content and quoted attribute values; controls, bidi
+/// overrides and isolates, zero-width characters and separators are shown as `\u{..}`.
 pub fn escape(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
@@ -16,7 +17,7 @@ pub fn escape(s: &str) -> String {
             '>' => o.push_str("&gt;"),
             '"' => o.push_str("&quot;"),
             '\'' => o.push_str("&#39;"),
-            c if c.is_control() && c != '\n' && c != '\t' => {
+            c if exhibit_common::text::is_hidden_char(c) && c != '\n' && c != '\t' => {
                 let _ = write!(o, "\\u{{{:x}}}", c as u32);
             }
             c => o.push(c),
@@ -102,6 +103,10 @@ mod tests {
         assert_eq!(
             super::escape("<script>\"'&"),
             "&lt;script&gt;&quot;&#39;&amp;"
+        );
+        assert_eq!(
+            super::escape("a\u{202e}b\u{2066}c\u{200b}d\u{1b}"),
+            "a\\u{202e}b\\u{2066}c\\u{200b}d\\u{1b}"
         );
     }
 }

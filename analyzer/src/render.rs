@@ -17,6 +17,22 @@ pub fn write_out(s: &str) -> Result<(), AnalyzeError> {
     write_bytes(s.as_bytes())
 }
 
+/// Streams output to stdout through a buffer; a closed pipe (`| head`) ends it quietly.
+pub fn with_stdout(
+    f: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), AnalyzeError> {
+    let out = std::io::stdout().lock();
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, out);
+    match f(&mut w).and_then(|_| w.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(AnalyzeError::input(
+            format!("cannot write to stdout: {e}"),
+            &[],
+        )),
+    }
+}
+
 /// Writes bytes to stdout; a closed pipe is not an error.
 pub fn write_bytes(b: &[u8]) -> Result<(), AnalyzeError> {
     let mut out = std::io::stdout().lock();

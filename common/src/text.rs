@@ -142,15 +142,68 @@ pub fn parse_rfc3339(text: &str) -> Option<i128> {
         .map(|t| t.unix_timestamp_nanos())
 }
 
-/// Replaces control characters (terminal escapes, newlines) with `\xNN` / `\u{..}`.
+/// Whether a character must never reach a terminal, a text file or a web page raw from
+/// evidence: C0 and C1 controls (newlines and terminal escapes included), bidirectional
+/// embeddings, overrides, isolates and marks (U+061C, U+200E/F, U+202A-202E,
+/// U+2066-2069), zero-width and invisible formatting characters (U+180E, U+200B-200D,
+/// U+2060-2064, U+206A-206F, U+FEFF) and the line and paragraph separators
+/// (U+2028/2029). Any of them can forge a line or reorder what an analyst reads.
+pub fn is_hidden_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}'
+                | '\u{180e}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{206f}'
+                | '\u{feff}'
+        )
+}
+
+/// One field of human output: every [`is_hidden_char`] shown visibly as `\u{..}`, so a
+/// field never spans lines or hides text. Sanitise each field before joining fields.
 pub fn sanitize_line(s: &str) -> String {
     use std::fmt::Write as _;
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
-        if c.is_control()
-            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-        {
+        if is_hidden_char(c) {
             let _ = write!(o, "\\u{{{:x}}}", c as u32);
+        } else {
+            o.push(c);
+        }
+    }
+    o
+}
+
+/// Bytes for human output: UTF-8 runs as by [`sanitize_line`], every byte that is not
+/// UTF-8 as `\xNN`, so two different byte strings never look the same.
+pub fn display_bytes(b: &[u8]) -> String {
+    let mut o = String::with_capacity(b.len());
+    for chunk in b.utf8_chunks() {
+        o.push_str(&sanitize_line(chunk.valid()));
+        for byte in chunk.invalid() {
+            o.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    o
+}
+
+/// Serialized JSON with every [`is_hidden_char`] left raw by the serializer (DEL, C1,
+/// bidi and the others; C0 is already escaped) written as a `\uXXXX` escape: the same
+/// JSON value, but safe to print or to read in a pager.
+pub fn json_visible(json: &str) -> String {
+    use std::fmt::Write as _;
+    if !json.chars().any(is_hidden_char) {
+        return json.to_string();
+    }
+    let mut o = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        // Outside strings serialized JSON holds only ASCII punctuation, digits, letters
+        // and the whitespace it was pretty-printed with.
+        if is_hidden_char(c) && !matches!(c, '\n' | ' ' | '\t') {
+            let _ = write!(o, "\\u{:04x}", c as u32);
         } else {
             o.push(c);
         }
@@ -172,6 +225,34 @@ mod tests {
         let plain: ByteText = serde_json::from_str(r#""/etc/passwd""#).unwrap();
         assert_eq!(plain.as_bytes(), b"/etc/passwd");
         assert_eq!(serde_json::to_string(&plain).unwrap(), r#""/etc/passwd""#);
+    }
+
+    #[test]
+    fn hidden_characters_are_shown_visibly() {
+        for (raw, shown) in [
+            ("a\nb", "a\\u{a}b"),
+            ("\u{1b}[31m", "\\u{1b}[31m"),
+            ("\u{85}", "\\u{85}"),
+            ("x\u{202e}y", "x\\u{202e}y"),
+            ("\u{2066}\u{2069}", "\\u{2066}\\u{2069}"),
+            ("\u{61c}\u{200e}\u{200f}", "\\u{61c}\\u{200e}\\u{200f}"),
+            ("\u{2028}\u{2029}", "\\u{2028}\\u{2029}"),
+            ("\u{feff}\u{200b}", "\\u{feff}\\u{200b}"),
+            ("caf\u{e9} \u{4e2d}", "caf\u{e9} \u{4e2d}"),
+        ] {
+            assert_eq!(sanitize_line(raw), shown, "{raw:?}");
+        }
+        assert_eq!(display_bytes(b"/x/\x80"), "/x/\\x80");
+        assert_eq!(display_bytes("/x/\u{fffd}".as_bytes()), "/x/\u{fffd}");
+        let v = serde_json::json!({"a": "x\u{202e}\u{85}\n\u{2028}y"});
+        let pretty = serde_json::to_string_pretty(&v).unwrap();
+        let safe = json_visible(&pretty);
+        assert!(!safe
+            .chars()
+            .any(|c| is_hidden_char(c) && c != '\n' && c != ' '));
+        assert!(safe.contains(r"x\u202e\u0085\n\u2028y"), "{safe}");
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back, v);
     }
 
     #[test]

@@ -506,32 +506,41 @@ fn a_broken_acquisition_chain_fails() {
 }
 
 #[test]
-fn bytes_after_the_last_frame_fail_or_are_in_the_file_digest() {
-    // zstd never asks for what follows the archive unless it is another frame. Garbage
-    // there fails; a skippable frame (which zstd passes over) is tolerated, but the
-    // file digest still covers it, so it equals sha256sum over the whole file.
+fn exactly_one_zstd_frame_and_nothing_after_it() {
+    // Bytes no signature covers never travel inside a bundle that verifies: garbage, a
+    // skippable frame before or after the data frame, and a second frame all fail.
     let k = keys::generate().unwrap();
     let clean_bytes = sample(Some(&k));
     let clean = verify_bytes(&clean_bytes, &[k.verifying_key()]).unwrap();
+    assert_eq!(
+        clean.file_sha256().unwrap(),
+        exhibit_common::hashing::sha256_hex(&clean_bytes)
+    );
+    let mut skip = 0x184D_2A50u32.to_le_bytes().to_vec();
+    skip.extend_from_slice(&8u32.to_le_bytes());
+    skip.extend_from_slice(b"smuggled");
 
     let mut garbage = clean_bytes.clone();
     garbage.extend_from_slice(&[0u8; 4096]);
-    let why = expect_invalid(
-        verify_bytes(&garbage, &[k.verifying_key()]),
-        "trailing zeros",
-    );
-    assert!(why.contains("frame"), "{why}");
-
-    let mut skippable = clean_bytes.clone();
-    skippable.extend_from_slice(&0x184D_2A50u32.to_le_bytes());
-    skippable.extend_from_slice(&8u32.to_le_bytes());
-    skippable.extend_from_slice(b"smuggled");
-    let v = verify_bytes(&skippable, &[k.verifying_key()]).unwrap();
-    assert_eq!(
-        v.file_sha256().unwrap(),
-        exhibit_common::hashing::sha256_hex(&skippable)
-    );
-    assert_ne!(v.file_sha256().unwrap(), clean.file_sha256().unwrap());
+    let mut after = clean_bytes.clone();
+    after.extend_from_slice(&skip);
+    let mut before = skip.clone();
+    before.extend_from_slice(&clean_bytes);
+    let mut second = clean_bytes.clone();
+    second.extend_from_slice(&zstd::encode_all(&[0u8; 1024][..], 3).unwrap());
+    for (what, bytes, needle) in [
+        ("trailing zeros", &garbage, "after the zstd frame"),
+        ("skippable frame after", &after, "after the zstd frame"),
+        ("second frame", &second, "after the zstd frame"),
+        (
+            "skippable frame before",
+            &before,
+            "does not start with a zstd frame",
+        ),
+    ] {
+        let why = expect_invalid(verify_bytes(bytes, &[k.verifying_key()]), what);
+        assert!(why.contains(needle), "{what}: {why}");
+    }
 }
 
 #[test]

@@ -167,7 +167,7 @@ def pae(payload_type, body):
 
 
 class ZstdFrames:
-    """Streaming zstd decoder over one or more frames.
+    """Streaming zstd decoder over exactly one frame.
 
     Unlike ZstdDecompressor.stream_reader it notices a stream cut inside a frame
     (truncation) and junk after the last frame. Compressed input is fed in small
@@ -202,6 +202,12 @@ class ZstdFrames:
                     self.eof = True
                     return
             if self.obj is None:
+                # Exactly one zstd frame and nothing after it (bundle-format.md 2):
+                # skippable frames and further frames carry bytes nobody signed.
+                if self.frames > 0:
+                    raise Fail("bytes after the zstd frame: a bundle is exactly one zstd frame")
+                if self.pending[self.ppos : self.ppos + 4] != b"\x28\xb5\x2f\xfd":
+                    raise Fail("the file does not start with a zstd frame (skippable frames are refused)")
                 self.obj = self.dctx.decompressobj()
             piece = self.pending[self.ppos : self.ppos + self.FEED]
             self.ppos += len(piece)

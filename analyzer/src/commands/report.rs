@@ -110,7 +110,9 @@ pub fn report_command(a: &ReportArgs) -> Result<u8, AnalyzeError> {
                 scan.as_ref(),
                 &findings,
             )?;
-            serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+            exhibit_common::text::json_visible(
+                &serde_json::to_string_pretty(&v).unwrap_or_default(),
+            ) + "\n"
         }
         ReportFormat::Text => {
             let colour =

@@ -6,20 +6,23 @@ use crate::evidence::{load_keys, signer_text, Evidence};
 use crate::render::{sanitize_line, write_out};
 use exhibit_common::manifest::CompletenessStatus;
 use exhibit_common::records::{ProcessRecord, SocketRecord};
+use exhibit_common::text::json_visible;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 
-/// Strips terminal control characters from every line of human output.
-pub fn sanitize_block(s: &str) -> String {
-    s.lines().map(|l| sanitize_line(l) + "\n").collect()
-}
-
-/// "complete" or "INCOMPLETE (reasons)".
+/// "complete" or "INCOMPLETE (reasons)", each reason sanitised.
 pub fn completeness_text(ev: &Evidence) -> String {
     let c = &ev.bundle.manifest().completeness;
     match c.status {
         CompletenessStatus::Complete => "complete".into(),
-        CompletenessStatus::Incomplete => format!("INCOMPLETE ({})", c.reasons.join("; ")),
+        CompletenessStatus::Incomplete => format!(
+            "INCOMPLETE ({})",
+            c.reasons
+                .iter()
+                .map(|r| sanitize_line(r))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
     }
 }
 
@@ -69,20 +72,31 @@ pub fn show_command(a: &ShowArgs) -> Result<u8, AnalyzeError> {
     let socks = ev.sockets()?;
     if a.format == DataFormat::Json {
         let v = show_json(&ev, &procs, &socks)?;
-        write_out(&(serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"))?;
+        write_out(&(json_visible(&serde_json::to_string_pretty(&v).unwrap_or_default()) + "\n"))?;
         return Ok(0);
     }
     let m = ev.bundle.manifest();
     let c = &ev.container;
-    let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+    // Every field is sanitised on its own before it is joined into a line: a newline in
+    // an argv, a path or a note is shown as \u{a}, never as a line of its own.
+    let s = |t: &str| sanitize_line(t);
+    let opt = |o: &Option<String>| sanitize_line(o.as_deref().unwrap_or("-"));
+    let list = |v: &[String]| {
+        v.iter()
+            .map(|t| sanitize_line(t))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mut o = String::new();
-    let _ = writeln!(o, "bundle:       {}", ev.path.display());
+    let _ = writeln!(o, "bundle:       {}", s(&ev.path.display().to_string()));
     let _ = writeln!(o, "sha256:       {}", ev.file_sha256()?);
     let _ = writeln!(o, "signer:       {}", signer_text(ev.bundle.signer()));
     let _ = writeln!(
         o,
         "schema:       {} (written by {} {})",
-        m.schema_version, m.tool.name, m.tool.version
+        m.schema_version,
+        s(&m.tool.name),
+        s(&m.tool.version)
     );
     let _ = writeln!(o, "\ncontainer");
     let _ = writeln!(o, "  id:         {}", opt(&c.id));
@@ -96,18 +110,28 @@ pub fn show_command(a: &ShowArgs) -> Result<u8, AnalyzeError> {
     let _ = writeln!(o, "  started:    {}", opt(&c.started));
     let _ = writeln!(o, "  privileged: {}", c.privileged);
     if !c.host_namespaces.is_empty() {
-        let _ = writeln!(o, "  host namespaces: {}", c.host_namespaces.join(", "));
+        let _ = writeln!(o, "  host namespaces: {}", list(&c.host_namespaces));
     }
     if !c.cap_add.is_empty() {
-        let _ = writeln!(o, "  added capabilities: {}", c.cap_add.join(", "));
+        let _ = writeln!(o, "  added capabilities: {}", list(&c.cap_add));
     }
     let _ = writeln!(o, "\ncustody");
     let _ = writeln!(o, "  case:       {}", opt(&m.case));
     let _ = writeln!(o, "  examiner:   {}", opt(&m.examiner));
     let _ = writeln!(o, "  note:       {}", opt(&m.note));
-    let _ = writeln!(o, "  captured:   {} .. {}", m.started_at, m.ended_at);
+    let _ = writeln!(
+        o,
+        "  captured:   {} .. {}",
+        s(&m.started_at),
+        s(&m.ended_at)
+    );
     if let Some(f) = &m.freeze {
-        let _ = writeln!(o, "  frozen:     {} .. {}", f.paused_at, opt(&f.resumed_at));
+        let _ = writeln!(
+            o,
+            "  frozen:     {} .. {}",
+            s(&f.paused_at),
+            opt(&f.resumed_at)
+        );
     }
     let _ = writeln!(
         o,
@@ -122,16 +146,16 @@ pub fn show_command(a: &ShowArgs) -> Result<u8, AnalyzeError> {
         let _ = writeln!(
             o,
             "    {} {} {}: {}",
-            e.t,
-            e.step,
-            e.outcome,
-            e.error.clone().or(e.detail.clone()).unwrap_or_default()
+            s(&e.t),
+            s(&e.step),
+            s(&e.outcome),
+            opt(&e.error.clone().or(e.detail.clone()))
         );
     }
     let _ = writeln!(o, "\ncompleteness: {}", completeness_text(&ev));
     let _ = writeln!(o, "\ncounts");
     for (tree, t) in &m.counts.trees {
-        let _ = writeln!(o, "  {tree}: {} entries, {} bytes", t.entries, t.bytes);
+        let _ = writeln!(o, "  {}: {} entries, {} bytes", s(tree), t.entries, t.bytes);
     }
     let _ = writeln!(
         o,
@@ -149,16 +173,16 @@ pub fn show_command(a: &ShowArgs) -> Result<u8, AnalyzeError> {
             .filter(|f| f.0)
             .map(|f| f.1)
             .collect::<String>();
-        let argv: Vec<String> = p.argv.items.iter().map(|a| a.lossy()).collect();
+        let argv: Vec<String> = p.argv.items.iter().map(|a| s(&a.lossy())).collect();
         let _ = writeln!(
             o,
             "  {:>7} {:<8} {}{}  {}",
             p.pid,
-            p.user.clone().unwrap_or_else(|| p.uid.to_string()),
+            s(&p.user.clone().unwrap_or_else(|| p.uid.to_string())),
             p.exe
                 .as_ref()
-                .map(|e| e.lossy())
-                .unwrap_or_else(|| format!("[{}]", p.comm.lossy())),
+                .map(|e| s(&e.lossy()))
+                .unwrap_or_else(|| format!("[{}]", s(&p.comm.lossy()))),
             flags,
             argv.join(" ")
         );
@@ -168,9 +192,13 @@ pub fn show_command(a: &ShowArgs) -> Result<u8, AnalyzeError> {
         let _ = writeln!(
             o,
             "  {:<6} {:<12} {:<24} {:<24} pids {:?}",
-            s.proto, s.state, s.local, s.remote, s.pids
+            sanitize_line(&s.proto),
+            sanitize_line(&s.state),
+            sanitize_line(&s.local),
+            sanitize_line(&s.remote),
+            s.pids
         );
     }
-    write_out(&sanitize_block(&o))?;
+    write_out(&o)?;
     Ok(0)
 }

@@ -42,6 +42,14 @@ fn file_detail(r: &ChangeRecord) -> Value {
 /// Collects every event of a bundle, sorted by time.
 pub fn events(ev: &Evidence) -> Result<Vec<Event>, AnalyzeError> {
     let mut out = Vec::new();
+    file_events(ev, &mut out)?;
+    out.extend(small_events(ev)?);
+    log_events(ev, &mut out)?;
+    out.sort_by_key(|e| e.t_ns);
+    Ok(out)
+}
+
+fn file_events(ev: &Evidence, out: &mut Vec<Event>) -> Result<(), AnalyzeError> {
     for r in ev.records()? {
         let r = r?;
         let mut times = vec![r.mtime_ns, r.atime_ns, r.ctime_ns];
@@ -58,6 +66,12 @@ pub fn events(ev: &Evidence) -> Result<Vec<Event>, AnalyzeError> {
             });
         }
     }
+    Ok(())
+}
+
+/// Process starts, container and custody events (bounded by the member caps).
+fn small_events(ev: &Evidence) -> Result<Vec<Event>, AnalyzeError> {
+    let mut out = Vec::new();
     for p in ev.processes()? {
         if let Some(t) = p.start_time.as_deref().and_then(parse_rfc3339) {
             out.push(Event {
@@ -92,6 +106,11 @@ pub fn events(ev: &Evidence) -> Result<Vec<Event>, AnalyzeError> {
             });
         }
     }
+    out.sort_by_key(|e| e.t_ns);
+    Ok(out)
+}
+
+fn log_events(ev: &Evidence, out: &mut Vec<Event>) -> Result<(), AnalyzeError> {
     let mut undated = 0u64;
     ev.for_each_log(&mut |l| match l.t.as_deref().and_then(parse_rfc3339) {
         Some(t) => out.push(Event {
@@ -106,16 +125,16 @@ pub fn events(ev: &Evidence) -> Result<Vec<Event>, AnalyzeError> {
     if undated > 0 {
         eprintln!("warning: {undated} log lines without a time are not in the timeline");
     }
-    out.sort_by_key(|e| e.t_ns);
-    Ok(out)
+    Ok(())
 }
 
-/// A body-file name field: `|`, `\`, control bytes and invalid UTF-8 as `\xNN`.
+/// A body-file name field: `|`, `\`, controls, bidi, zero-width and separator
+/// characters (exhibit_common::text::is_hidden_char) and invalid UTF-8 as `\xNN`.
 pub fn body_name(b: &[u8]) -> String {
     let mut o = String::new();
     for chunk in b.utf8_chunks() {
         for c in chunk.valid().chars() {
-            if c == '|' || c == '\\' || c.is_control() {
+            if c == '|' || c == '\\' || exhibit_common::text::is_hidden_char(c) {
                 let mut buf = [0u8; 4];
                 for byte in c.encode_utf8(&mut buf).bytes() {
                     let _ = write!(o, "\\x{byte:02x}");
@@ -181,10 +200,7 @@ pub fn bodyfile(ev: &Evidence) -> Result<String, AnalyzeError> {
             r.btime_ns.map(secs).unwrap_or(0)
         );
     }
-    for e in events(ev)?
-        .iter()
-        .filter(|e| matches!(e.source, "process" | "container" | "acquisition"))
-    {
+    for e in &small_events(ev)? {
         let s = e.t_ns.div_euclid(1_000_000_000);
         let _ = writeln!(
             o,
@@ -218,7 +234,7 @@ pub fn timeline_command(a: &TimelineArgs) -> Result<u8, AnalyzeError> {
             let mut o = String::new();
             for e in events(&ev)? {
                 let v = json!({"t": rfc3339_ns(e.t_ns), "source": e.source, "kind": e.kind, "subject": e.subject, "detail": e.detail});
-                o.push_str(&v.to_string());
+                o.push_str(&exhibit_common::text::json_visible(&v.to_string()));
                 o.push('\n');
             }
             o

@@ -1,10 +1,10 @@
 //! `verify`: whether a bundle can be trusted, as a short summary.
 
-use super::show::{completeness_text, sanitize_block};
+use super::show::completeness_text;
 use crate::cli::VerifyArgs;
 use crate::error::AnalyzeError;
 use crate::evidence::{load_keys, signer_text, Evidence};
-use crate::render::write_out;
+use crate::render::{sanitize_line, write_out};
 use std::fmt::Write as _;
 
 /// `verify BUNDLE`: a short summary on stdout; exit 0, 2 or 3.
@@ -14,14 +14,14 @@ pub fn verify_command(a: &VerifyArgs) -> Result<u8, AnalyzeError> {
     let m = ev.bundle.manifest();
     let c = &ev.container;
     let mut out = String::new();
-    let _ = writeln!(out, "OK {}", ev.path.display());
+    let _ = writeln!(out, "OK {}", sanitize_line(&ev.path.display().to_string()));
     let _ = writeln!(out, "signer: {}", signer_text(ev.bundle.signer()));
     let _ = writeln!(
         out,
         "container: {} name={} runtime={}",
-        c.id.as_deref().unwrap_or("?"),
-        c.name.as_deref().unwrap_or("?"),
-        c.runtime.as_deref().unwrap_or("?")
+        sanitize_line(c.id.as_deref().unwrap_or("?")),
+        sanitize_line(c.name.as_deref().unwrap_or("?")),
+        sanitize_line(c.runtime.as_deref().unwrap_or("?"))
     );
     let _ = writeln!(out, "completeness: {}", completeness_text(&ev));
     let _ = writeln!(
@@ -34,6 +34,6 @@ pub fn verify_command(a: &VerifyArgs) -> Result<u8, AnalyzeError> {
         m.counts.log_lines
     );
     let _ = writeln!(out, "sha256: {}", ev.file_sha256()?);
-    write_out(&sanitize_block(&out))?;
+    write_out(&out)?;
     Ok(0)
 }

@@ -66,12 +66,15 @@ impl<R: Read> Read for FileHasher<R> {
     }
 }
 
-pub(super) type BundleTar<R> = TarReader<Capped<zstd::stream::read::Decoder<'static, BufReader<R>>>>;
+pub(super) type BundleTar<R> =
+    TarReader<Capped<zstd::stream::read::Decoder<'static, BufReader<R>>>>;
 
 pub(super) fn open_tar<R: Read>(raw: R, cap: u64) -> io::Result<BundleTar<R>> {
     let mut dec =
         zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(256 << 10, raw))?;
     dec.window_log_max(limits::ZSTD_WINDOW_LOG_MAX)?;
+    // Exactly one frame: what follows it is refused by the scan, never decoded.
+    let dec = dec.single_frame();
     Ok(TarReader::new(Capped {
         inner: dec,
         left: cap,
@@ -103,6 +106,8 @@ fn hash_body<R: Read>(
     Ok(hex::encode(h.finalize()))
 }
 
+// The magic number that starts a zstd data frame (little-endian 0xFD2FB528).
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 // Budget for exhibit/ members kept in memory after the verifying pass.
 const MEMORY_BUDGET: u64 = 96 << 20;
@@ -135,6 +140,14 @@ pub(super) fn scan(
         path: path.to_path_buf(),
         source,
     };
+    let mut magic = [0u8; 4];
+    let got = std::os::unix::fs::FileExt::read_at(file, &mut magic, 0).map_err(io_err)?;
+    if got == 4 && magic != ZSTD_MAGIC {
+        return Err(invalid(
+            None,
+            "the file does not start with a zstd frame (a bundle is exactly one zstd frame; skippable frames are refused)",
+        ));
+    }
     let cap = max_decompressed.unwrap_or(MAX_DECOMPRESSED);
     let raw = FileHasher {
         inner: file,
@@ -265,7 +278,17 @@ pub(super) fn scan(
     let decompressed_size = cap - tar.get_mut().left;
     // The rest of the file (what zstd had not asked for yet) goes through the same
     // hasher: the digest covers exactly the bytes of the file this pass read.
-    let raw = tar.get_mut().inner.get_mut().get_mut();
+    // Exactly one zstd frame and nothing after it: bytes after the frame (a skippable
+    // frame, a second frame, junk) are bytes no signature covers.
+    let buffered = tar.get_mut().inner.get_mut();
+    let mut probe = [0u8; 1];
+    if !buffered.buffer().is_empty() || buffered.read(&mut probe).map_err(io_err)? != 0 {
+        return Err(invalid(
+            None,
+            "bytes after the zstd frame (a bundle is exactly one zstd frame and nothing after it)",
+        ));
+    }
+    let raw = buffered.get_mut();
     io::copy(raw, &mut io::sink()).map_err(io_err)?;
     if raw.bytes != meta.len() {
         return Err(invalid(
