@@ -93,6 +93,32 @@ impl<'de> Deserialize<'de> for ByteText {
     }
 }
 
+/// Text for one line of human output: control characters (newlines, C0, C1, escapes)
+/// and invisible reordering or separator characters (bidi controls, zero-width
+/// characters, U+061C, U+2028/U+2029, U+FEFF) are shown as `\u{..}`, so text a container
+/// controls can neither start a new line nor drive a terminal.
+pub fn sanitize_line(s: &str) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control()
+            || matches!(
+                c,
+                '\u{61c}'
+                    | '\u{200b}'..='\u{200f}'
+                    | '\u{2028}'..='\u{202e}'
+                    | '\u{2066}'..='\u{2069}'
+                    | '\u{feff}'
+            )
+        {
+            let _ = write!(o, "\\u{{{:x}}}", c as u32);
+        } else {
+            o.push(c);
+        }
+    }
+    o
+}
+
 /// Standard padded base64.
 pub fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -172,6 +198,17 @@ mod tests {
         let plain: ByteText = serde_json::from_str(r#""/etc/passwd""#).unwrap();
         assert_eq!(plain.as_bytes(), b"/etc/passwd");
         assert_eq!(serde_json::to_string(&plain).unwrap(), r#""/etc/passwd""#);
+    }
+
+    #[test]
+    fn sanitized_lines_show_controls_and_invisible_characters() {
+        assert_eq!(sanitize_line("plain /etc/passwd é"), "plain /etc/passwd é");
+        assert_eq!(sanitize_line("a\nb\r\t\u{1b}[31m"), "a\\u{a}b\\u{d}\\u{9}\\u{1b}[31m");
+        assert_eq!(sanitize_line("\u{85}\u{9b}"), "\\u{85}\\u{9b}");
+        assert_eq!(
+            sanitize_line("x\u{202e}\u{2028}\u{2029}\u{61c}\u{feff}\u{200b}\u{2066}y"),
+            "x\\u{202e}\\u{2028}\\u{2029}\\u{61c}\\u{feff}\\u{200b}\\u{2066}y"
+        );
     }
 
     #[test]
