@@ -1,7 +1,8 @@
 //! Connecting to the container runtimes `--runtime` asks for.
 
 use crate::args::{Connection, RuntimeChoice};
-use crate::error::UserError;
+use crate::error::{CONTAINERD_HINT, DOCKER_HINT};
+use exhibit_common::cli::Failure;
 use crate::runtime::containerd::ContainerdRuntime;
 use crate::runtime::docker::DockerRuntime;
 use crate::runtime::{ListedContainer, Runtime};
@@ -57,12 +58,12 @@ pub async fn connect(conn: &Connection) -> Result<Runtimes> {
         } else {
             errors.join("; ")
         };
-        let mut e = UserError::new(format!("cannot reach a container runtime: {what}"));
+        let mut e = Failure::runtime(format!("cannot reach a container runtime: {what}"));
         if conn.runtime != RuntimeChoice::Containerd {
-            e = e.hint("is dockerd running? check `docker info`, or point --docker-host / DOCKER_HOST at it");
+            e = e.hint(DOCKER_HINT);
         }
         if conn.runtime != RuntimeChoice::Docker {
-            e = e.hint("is containerd running? point --containerd-address / CONTAINERD_ADDRESS at its socket");
+            e = e.hint(CONTAINERD_HINT);
         }
         if !rustix::process::geteuid().is_root() {
             e = e.hint("the runtime sockets are root-only: run as root");

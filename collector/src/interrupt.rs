@@ -170,5 +170,5 @@ async fn on_signal() -> ! {
         // No bundle was being written: every one started was sealed.
         eprintln!("error: interrupted{kept}");
     }
-    std::process::exit(130);
+    exhibit_common::cli::ExitStatus::Interrupted.exit();
 }

@@ -3,7 +3,7 @@
 
 use crate::args::{CaptureArgs, Connection};
 use crate::connect::{list_all, Runtimes};
-use crate::error::UserError;
+use exhibit_common::cli::Failure;
 use crate::runtime::{resolve, ListedContainer};
 use anyhow::Result;
 
@@ -39,11 +39,11 @@ pub async fn select_targets(
         let mut filters = Vec::new();
         for f in &args.filter {
             let (k, v) = f.split_once('=').ok_or_else(|| {
-                UserError::new(format!("--filter {f:?} is not KEY=VALUE"))
+                Failure::usage(format!("--filter {f:?} is not KEY=VALUE"))
                     .hint("e.g. --filter label=app=web or --filter name=web-1")
             })?;
             if !["label", "name", "namespace", "runtime"].contains(&k) {
-                return Err(UserError::new(format!("unknown --filter key {k:?}"))
+                return Err(Failure::usage(format!("unknown --filter key {k:?}"))
                     .hint("keys: label, name, namespace, runtime")
                     .into());
             }
@@ -84,7 +84,7 @@ pub async fn select_targets(
                 shown: q.clone(),
             }),
             0 => {
-                let mut e = UserError::new(format!(
+                let mut e = Failure::usage(format!(
                     "no container {q:?} in {}",
                     searched(rts, &args.conn)
                 ));
@@ -126,7 +126,7 @@ pub async fn select_targets(
                     })
                     .collect();
                 failed.push(
-                    UserError::new(format!(
+                    Failure::usage(format!(
                         "{q:?} matches several containers: {}",
                         names.join(", ")
                     ))

@@ -3,26 +3,26 @@
 
 use crate::args::{CaptureArgs, FsMethod, MemoryMode};
 use crate::capture::{self, CaptureOptions, Captured, Destination};
-use crate::cli::report;
 use crate::connect::connect;
-use crate::error::UserError;
+use crate::error::report;
 use crate::targets::select_targets;
 use anyhow::{Context, Result};
+use exhibit_common::cli::{ExitStatus, Failure};
 use exhibit_common::limits::{LEVELS, MAX_ENTRY_SIZE};
 use exhibit_common::writer::WriterOptions;
 use std::path::PathBuf;
 
-/// Captures every selected container; returns the exit code.
-pub async fn run(args: CaptureArgs) -> Result<u8> {
+/// Captures every selected container; returns the worst status.
+pub async fn run(args: CaptureArgs) -> Result<ExitStatus> {
     if !LEVELS.contains(&args.level) {
         return Err(
-            UserError::new(format!("--level {} is outside 1..=19", args.level))
+            Failure::usage(format!("--level {} is outside 1..=19", args.level))
                 .hint("zstd levels 1 to 19; 3 is the default")
                 .into(),
         );
     }
     if args.max_file_size > MAX_ENTRY_SIZE {
-        return Err(UserError::new(format!(
+        return Err(Failure::usage(format!(
             "--max-file-size {} is over the 4 GiB entry limit of a bundle",
             args.max_file_size
         ))
@@ -30,13 +30,13 @@ pub async fn run(args: CaptureArgs) -> Result<u8> {
         .into());
     }
     if args.threads == Some(0) {
-        return Err(UserError::new("--threads 0 is not allowed")
+        return Err(Failure::usage("--threads 0 is not allowed")
             .hint("give at least 1")
             .into());
     }
     let key = match (&args.key, args.unsigned) {
         (Some(k), _) => Some(exhibit_common::keys::load_signing_key(k).map_err(|e| {
-            let mut u = UserError::new(e.to_string());
+            let mut u = Failure::io(e.to_string());
             if matches!(e, exhibit_common::keys::KeyError::Permissions { .. }) {
                 u = u.hint(format!("chmod 600 {}", k.display()));
                 u = u.hint(
@@ -50,7 +50,7 @@ pub async fn run(args: CaptureArgs) -> Result<u8> {
         _ => None,
     };
     if !rustix::process::geteuid().is_root() {
-        return Err(UserError::new(
+        return Err(Failure::permission(
             "capture needs root: it reads /proc of other users and the runtime's storage",
         )
         .hint("run exhibit-collect as root (sudo)")
@@ -78,7 +78,7 @@ pub async fn run(args: CaptureArgs) -> Result<u8> {
         // Several containers always go to a directory; create it.
         Some(p) if args.all || requested > 1 => {
             std::fs::create_dir_all(p).map_err(|e| {
-                UserError::new(format!(
+                Failure::io(format!(
                     "cannot create output directory {}: {e}",
                     p.display()
                 ))
@@ -90,7 +90,7 @@ pub async fn run(args: CaptureArgs) -> Result<u8> {
         None => Destination::Dir(PathBuf::from(".")),
     };
     if !matches!(dest, Destination::Dir(_)) && requested != 1 {
-        return Err(UserError::new(format!(
+        return Err(Failure::usage(format!(
             "-o FILE and -o - take exactly one container, {requested} selected"
         ))
         .hint("use -o DIR for several containers")
@@ -103,23 +103,23 @@ pub async fn run(args: CaptureArgs) -> Result<u8> {
         side.push(".sha256");
         for q in [p.clone(), PathBuf::from(side)] {
             if std::fs::symlink_metadata(&q).is_ok() {
-                return Err(UserError::new(format!("{} already exists", q.display()))
+                return Err(Failure::usage(format!("{} already exists", q.display()))
                     .hint("bundles and their .sha256 files are never overwritten: choose another -o, or move the old files away")
                     .into());
             }
         }
     }
     // Names that match nothing: said first, captured nothing, exit 2 at the end.
-    let mut worst = 0u8;
+    let mut worst = ExitStatus::Success;
     for e in &unresolved {
         report(e);
-        worst = 2;
+        worst = ExitStatus::Error;
     }
-    if targets.is_empty() && worst == 2 {
+    if targets.is_empty() && worst == ExitStatus::Error {
         return Ok(worst);
     }
     if targets.is_empty() {
-        return Err(UserError::new("no running container matches")
+        return Err(Failure::usage("no running container matches")
             .hint("run `exhibit-collect list`")
             .into());
     }
@@ -182,13 +182,13 @@ pub async fn run(args: CaptureArgs) -> Result<u8> {
                     None => eprintln!("{}: sha256 {} ({status})", t.shown, c.sha256),
                 }
                 if !c.complete {
-                    worst = worst.max(1);
+                    worst = worst.worst(ExitStatus::Incomplete);
                 }
             }
             Err(e) => {
                 let e = e.context(format!("capture of {} failed; no bundle written", t.shown));
                 report(&e);
-                worst = 2;
+                worst = worst.worst(ExitStatus::Error);
             }
         }
     }
@@ -202,7 +202,7 @@ fn logs_since(s: &str) -> Result<i64> {
     exhibit_common::text::parse_rfc3339(s)
         .map(|ns| (ns / 1_000_000_000) as i64)
         .ok_or_else(|| {
-            UserError::new(format!("--logs-since {s:?} is not a time"))
+            Failure::usage(format!("--logs-since {s:?} is not a time"))
                 .hint("use RFC 3339 (2026-11-23T08:00:00Z) or Unix seconds")
                 .into()
         })

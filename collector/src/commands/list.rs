@@ -3,10 +3,11 @@
 use crate::args::{Connection, ListFormat};
 use crate::connect::{connect, list_all};
 use anyhow::Result;
+use exhibit_common::cli::ExitStatus;
 use std::io::Write;
 
 /// Prints every container of every runtime that answered.
-pub async fn run(conn: &Connection, format: ListFormat) -> Result<u8> {
+pub async fn run(conn: &Connection, format: ListFormat) -> Result<ExitStatus> {
     let rts = connect(conn).await?;
     let all = list_all(&rts).await?;
     let mut out = std::io::stdout().lock();
@@ -43,5 +44,5 @@ pub async fn run(conn: &Connection, format: ListFormat) -> Result<u8> {
             }
         }
     }
-    Ok(0)
+    Ok(ExitStatus::Success)
 }
