@@ -8,6 +8,7 @@ use crate::evidence::{load_keys, Evidence};
 use crate::netaddr::{is_listener, outbound, subject};
 use crate::profile::{args_text, exe_display};
 use crate::render::{sanitize_line, write_out};
+use exhibit_common::cli::ExitStatus;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -188,7 +189,7 @@ fn text(v: &Value) -> String {
 }
 
 /// `diff BASELINE SUSPECT`.
-pub fn diff_command(a: &DiffArgs) -> Result<u8, AnalyzeError> {
+pub fn diff_command(a: &DiffArgs) -> Result<ExitStatus, AnalyzeError> {
     let keys = load_keys(&a.keys.pubkeys)?;
     let base = Evidence::open(&a.baseline, &keys)?;
     let sus = Evidence::open(&a.suspect, &keys)?;
@@ -199,5 +200,5 @@ pub fn diff_command(a: &DiffArgs) -> Result<u8, AnalyzeError> {
         }
         DataFormat::Text => write_out(&text(&v)),
     }?;
-    Ok(0)
+    Ok(ExitStatus::Success)
 }

@@ -4,6 +4,7 @@ use crate::cli::{DataFormat, ShowArgs};
 use crate::error::AnalyzeError;
 use crate::evidence::{load_keys, signer_text, Evidence};
 use crate::render::{sanitize_line, write_out};
+use exhibit_common::cli::ExitStatus;
 use exhibit_common::manifest::CompletenessStatus;
 use exhibit_common::records::{ProcessRecord, SocketRecord};
 use serde_json::{json, Value};
@@ -62,7 +63,7 @@ pub fn show_json(
 }
 
 /// `show BUNDLE`.
-pub fn show_command(a: &ShowArgs) -> Result<u8, AnalyzeError> {
+pub fn show_command(a: &ShowArgs) -> Result<ExitStatus, AnalyzeError> {
     let keys = load_keys(&a.keys.pubkeys)?;
     let ev = Evidence::open(&a.bundle, &keys)?;
     let procs = ev.processes()?;
@@ -70,7 +71,7 @@ pub fn show_command(a: &ShowArgs) -> Result<u8, AnalyzeError> {
     if a.format == DataFormat::Json {
         let v = show_json(&ev, &procs, &socks)?;
         write_out(&(serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"))?;
-        return Ok(0);
+        return Ok(ExitStatus::Success);
     }
     let m = ev.bundle.manifest();
     let c = &ev.container;
@@ -172,5 +173,5 @@ pub fn show_command(a: &ShowArgs) -> Result<u8, AnalyzeError> {
         );
     }
     write_out(&sanitize_block(&o))?;
-    Ok(0)
+    Ok(ExitStatus::Success)
 }
