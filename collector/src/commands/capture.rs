@@ -7,7 +7,7 @@ use crate::connect::connect;
 use crate::error::report;
 use crate::targets::select_targets;
 use anyhow::{Context, Result};
-use exhibit_common::cli::{ExitStatus, Failure};
+use exhibit_common::cli::{ExitStatus, Failure, Printer};
 use exhibit_common::limits::{LEVELS, MAX_ENTRY_SIZE};
 use exhibit_common::writer::WriterOptions;
 use std::path::PathBuf;
@@ -156,6 +156,7 @@ pub async fn run(args: CaptureArgs) -> Result<ExitStatus> {
         },
     };
     crate::interrupt::install().context("installing the SIGINT and SIGTERM handlers")?;
+    let printer = Printer::new();
     for t in &targets {
         let r: Result<Captured> = match t.runtime {
             "docker" => match &rts.docker {
@@ -169,18 +170,14 @@ pub async fn run(args: CaptureArgs) -> Result<ExitStatus> {
         };
         match r {
             Ok(c) => {
-                let status = if c.complete {
-                    "complete".to_string()
-                } else {
-                    format!("INCOMPLETE: {}", c.reasons.join("; "))
-                };
-                match &c.path {
+                let place = match &c.path {
                     Some(p) => {
-                        println!("{}  {}", c.sha256, p.display());
-                        eprintln!("{}: {} ({status})", t.shown, p.display());
+                        printer.data_line(&format!("{}  {}", c.sha256, p.display()))?;
+                        p.display().to_string()
                     }
-                    None => eprintln!("{}: sha256 {} ({status})", t.shown, c.sha256),
-                }
+                    None => format!("sha256 {}", c.sha256),
+                };
+                printer.status(&outcome_line(&t.shown, &place, c.complete, &c.reasons));
                 if !c.complete {
                     worst = worst.worst(ExitStatus::Incomplete);
                 }
@@ -195,6 +192,17 @@ pub async fn run(args: CaptureArgs) -> Result<ExitStatus> {
     Ok(worst)
 }
 
+/// The stderr line for one sealed bundle: the container as the user named it, where the
+/// bundle is, complete or INCOMPLETE with the reasons. Names and reasons come from the
+/// container: the caller prints this through the sanitizing printer.
+fn outcome_line(shown: &str, place: &str, complete: bool, reasons: &[String]) -> String {
+    if complete {
+        format!("{shown}: {place} (complete)")
+    } else {
+        format!("{shown}: {place} (INCOMPLETE: {})", reasons.join("; "))
+    }
+}
+
 fn logs_since(s: &str) -> Result<i64> {
     if let Ok(n) = s.parse::<i64>() {
         return Ok(n);
@@ -206,4 +214,34 @@ fn logs_since(s: &str) -> Result<i64> {
                 .hint("use RFC 3339 (2026-11-23T08:00:00Z) or Unix seconds")
                 .into()
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::outcome_line;
+    use exhibit_common::cli::Printer;
+
+    #[test]
+    fn an_incomplete_line_with_container_controlled_text_stays_one_inert_line() {
+        let reasons = vec![
+            "/tmp/a\nweb-2: /evidence/x.exhibit.tar.zst (complete)".to_string(),
+            "pid 7: \u{1b}]0;owned\u{7}\u{202e}txt.sh changed during read".to_string(),
+        ];
+        let line = outcome_line("web\r1", "/evidence/web.exhibit.tar.zst", false, &reasons);
+        let mut out = Vec::new();
+        Printer::plain().write_status(&mut out, &line).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.matches('\n').count(), 1, "{text}");
+        assert!(!text.contains('\u{1b}') && !text.contains('\r') && !text.contains('\u{202e}'));
+        assert_eq!(
+            text,
+            "web\\u{d}1: /evidence/web.exhibit.tar.zst (INCOMPLETE: /tmp/a\\u{a}web-2: \
+             /evidence/x.exhibit.tar.zst (complete); pid 7: \\u{1b}]0;owned\\u{7}\\u{202e}txt.sh \
+             changed during read)\n"
+        );
+        assert_eq!(
+            outcome_line("web", "sha256 ab", true, &[]),
+            "web: sha256 ab (complete)"
+        );
+    }
 }
