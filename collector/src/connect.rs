@@ -28,17 +28,26 @@ pub async fn connect(conn: &Connection) -> Result<Runtimes> {
     if conn.runtime != RuntimeChoice::Containerd {
         let local_socket = std::path::Path::new("/var/run/docker.sock").exists();
         if conn.runtime == RuntimeChoice::Docker || conn.docker_host.is_some() || local_socket {
+            tracing::info!(host = ?conn.docker_host, "connecting to docker");
             match DockerRuntime::connect(conn.docker_host.as_deref(), &conn.containerd_address)
                 .await
             {
                 Ok(d) => rts.docker = Some(d),
-                Err(e) => errors.push(format!("docker: {e:#}")),
+                Err(e) => {
+                    tracing::debug!(error = %format!("{e:#}"), "docker did not answer");
+                    errors.push(format!("docker: {e:#}"))
+                }
             }
         }
     }
     if conn.runtime != RuntimeChoice::Docker
         && (conn.runtime == RuntimeChoice::Containerd || conn.containerd_address.exists())
     {
+        tracing::info!(
+            address = %conn.containerd_address.display(),
+            namespace = %conn.namespace,
+            "connecting to containerd"
+        );
         match ContainerdRuntime::connect(&conn.containerd_address, &conn.namespace).await {
             Ok(c) => rts.containerd = Some(c),
             Err(e) => errors.push(format!(

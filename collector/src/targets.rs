@@ -50,7 +50,7 @@ pub async fn select_targets(
             filters.push((k.to_string(), v.to_string()));
         }
         let mut seen = std::collections::BTreeSet::new();
-        let chosen = all
+        let chosen: Vec<Target> = all
             .iter()
             .filter(|c| {
                 c.status == "running"
@@ -64,6 +64,7 @@ pub async fn select_targets(
                 shown: c.name.clone(),
             })
             .collect();
+        tracing::debug!(chosen = chosen.len(), "containers selected by --all");
         return Ok((chosen, Vec::new()));
     }
     let mut out = Vec::new();

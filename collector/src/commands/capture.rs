@@ -157,7 +157,9 @@ pub async fn run(args: CaptureArgs) -> Result<ExitStatus> {
     };
     crate::interrupt::install().context("installing the SIGINT and SIGTERM handlers")?;
     let printer = Printer::new();
+    tracing::info!(containers = targets.len(), "capturing");
     for t in &targets {
+        tracing::info!(container = ?t.shown, runtime = t.runtime, id = %t.id, "capture starts");
         let r: Result<Captured> = match t.runtime {
             "docker" => match &rts.docker {
                 Some(d) => capture::capture(d, &t.id, &dest, &opts).await,
@@ -177,6 +179,12 @@ pub async fn run(args: CaptureArgs) -> Result<ExitStatus> {
                     }
                     None => format!("sha256 {}", c.sha256),
                 };
+                tracing::info!(
+                    container = ?t.shown,
+                    sha256 = %c.sha256,
+                    complete = c.complete,
+                    "capture sealed"
+                );
                 printer.status(&outcome_line(&t.shown, &place, c.complete, &c.reasons));
                 if !c.complete {
                     worst = worst.worst(ExitStatus::Incomplete);
