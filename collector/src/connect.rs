@@ -2,11 +2,11 @@
 
 use crate::args::{Connection, RuntimeChoice};
 use crate::error::{CONTAINERD_HINT, DOCKER_HINT};
-use exhibit_common::cli::Failure;
 use crate::runtime::containerd::ContainerdRuntime;
 use crate::runtime::docker::DockerRuntime;
 use crate::runtime::{ListedContainer, Runtime};
 use anyhow::Result;
+use exhibit_common::cli::Failure;
 
 /// The runtimes that answered.
 pub struct Runtimes {

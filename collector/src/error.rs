@@ -143,7 +143,10 @@ mod tests {
         assert_eq!(f.kind, FailureKind::Runtime);
         assert_eq!(f.hints, vec![DOCKER_HINT.to_string()]);
         let containerd = anyhow::Error::new(tonic::Status::unavailable("gone"));
-        assert_eq!(classify(&containerd).hints, vec![CONTAINERD_HINT.to_string()]);
+        assert_eq!(
+            classify(&containerd).hints,
+            vec![CONTAINERD_HINT.to_string()]
+        );
         let answered = anyhow::Error::new(tonic::Status::not_found("no such task"));
         assert_eq!(classify(&answered).kind, FailureKind::Internal);
     }

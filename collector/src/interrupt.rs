@@ -150,7 +150,9 @@ async fn on_signal() -> ! {
     let printer = exhibit_common::cli::Printer::new();
     if let Some((r, hint)) = unfreeze().await {
         match r {
-            Ok(()) => printer.status("exhibit-collect: interrupted; the frozen container was resumed"),
+            Ok(()) => {
+                printer.status("exhibit-collect: interrupted; the frozen container was resumed")
+            }
             Err(e) => {
                 printer.warning(&format!(
                     "the frozen container could not be resumed: {}",

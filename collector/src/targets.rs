@@ -3,9 +3,9 @@
 
 use crate::args::{CaptureArgs, Connection};
 use crate::connect::{list_all, Runtimes};
-use exhibit_common::cli::Failure;
 use crate::runtime::{resolve, ListedContainer};
 use anyhow::Result;
+use exhibit_common::cli::Failure;
 
 fn matches_filters(c: &ListedContainer, filters: &[(String, String)]) -> bool {
     filters.iter().all(|(k, v)| match k.as_str() {

@@ -203,7 +203,10 @@ mod tests {
     #[test]
     fn sanitized_lines_show_controls_and_invisible_characters() {
         assert_eq!(sanitize_line("plain /etc/passwd é"), "plain /etc/passwd é");
-        assert_eq!(sanitize_line("a\nb\r\t\u{1b}[31m"), "a\\u{a}b\\u{d}\\u{9}\\u{1b}[31m");
+        assert_eq!(
+            sanitize_line("a\nb\r\t\u{1b}[31m"),
+            "a\\u{a}b\\u{d}\\u{9}\\u{1b}[31m"
+        );
         assert_eq!(sanitize_line("\u{85}\u{9b}"), "\\u{85}\\u{9b}");
         assert_eq!(
             sanitize_line("x\u{202e}\u{2028}\u{2029}\u{61c}\u{feff}\u{200b}\u{2066}y"),

@@ -177,9 +177,8 @@ fn run(cli: Cli) -> Result<ExitStatus> {
             match format {
                 Format::Text => printer.data(scorecard::text(&cards).as_bytes())?,
                 Format::Markdown => printer.data(scorecard::markdown(&cards).as_bytes())?,
-                Format::Json => {
-                    printer.data(format!("{}\n", serde_json::to_string_pretty(&cards)?).as_bytes())?
-                }
+                Format::Json => printer
+                    .data(format!("{}\n", serde_json::to_string_pretty(&cards)?).as_bytes())?,
             }
             Ok(
                 if interrupt::signal().is_some() || cards.iter().any(|c| c.result == "errored") {

@@ -151,6 +151,8 @@ mod tests {
         let f = Failure::usage("bad").hint("h");
         let mut out = Vec::new();
         Printer { color: true }.write_failure(&mut out, &f).unwrap();
-        assert!(String::from_utf8(out).unwrap().starts_with("\x1b[1;31merror:\x1b[0m bad"));
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .starts_with("\x1b[1;31merror:\x1b[0m bad"));
     }
 }

@@ -64,9 +64,15 @@ mod tests {
         assert!(parse_size("").unwrap_err().contains("not a size"));
         assert!(parse_size("MiB").unwrap_err().contains("not a size"));
         assert!(parse_size("-1").unwrap_err().contains("not a size"));
-        assert!(parse_size("1.5G").unwrap_err().contains("unknown size unit"));
-        assert!(parse_size("5 parsecs").unwrap_err().contains("unknown size unit"));
-        assert!(parse_size("1PiB").unwrap_err().contains("unknown size unit"));
+        assert!(parse_size("1.5G")
+            .unwrap_err()
+            .contains("unknown size unit"));
+        assert!(parse_size("5 parsecs")
+            .unwrap_err()
+            .contains("unknown size unit"));
+        assert!(parse_size("1PiB")
+            .unwrap_err()
+            .contains("unknown size unit"));
         assert!(parse_size("99999999999999999999").is_err());
         assert!(parse_size("20000000TiB").unwrap_err().contains("too large"));
     }

@@ -82,7 +82,6 @@ pub struct VerifyOptions {
     pub max_decompressed: Option<u64>,
 }
 
-
 /// A bundle whose signature (when keys were given), member digests and records all
 /// verified. It owns the open file and the verified statement.
 #[derive(Debug)]
@@ -101,7 +100,6 @@ pub struct VerifiedBundle {
     compressed_size: u64,
     decompressed_size: u64,
 }
-
 
 /// Verifies the bundle at `path`.
 pub fn verify(path: &Path, opts: &VerifyOptions) -> Result<VerifiedBundle, VerifyError> {

@@ -134,7 +134,8 @@ pub(super) fn check(
                 n += 1;
             }
         }
-    }    Ok(n)
+    }
+    Ok(n)
 }
 
 // Reads one line of at most MAX_JSON bytes; false at the end.
@@ -191,4 +192,3 @@ impl Iterator for Records {
         }
     }
 }
-

@@ -66,7 +66,8 @@ impl<R: Read> Read for FileHasher<R> {
     }
 }
 
-pub(super) type BundleTar<R> = TarReader<Capped<zstd::stream::read::Decoder<'static, BufReader<R>>>>;
+pub(super) type BundleTar<R> =
+    TarReader<Capped<zstd::stream::read::Decoder<'static, BufReader<R>>>>;
 
 pub(super) fn open_tar<R: Read>(raw: R, cap: u64) -> io::Result<BundleTar<R>> {
     let mut dec =
@@ -102,7 +103,6 @@ fn hash_body<R: Read>(
     }
     Ok(hex::encode(h.finalize()))
 }
-
 
 // Budget for exhibit/ members kept in memory after the verifying pass.
 const MEMORY_BUDGET: u64 = 96 << 20;
