@@ -168,22 +168,6 @@ pub fn parse_rfc3339(text: &str) -> Option<i128> {
         .map(|t| t.unix_timestamp_nanos())
 }
 
-/// Replaces control characters (terminal escapes, newlines) with `\xNN` / `\u{..}`.
-pub fn sanitize_line(s: &str) -> String {
-    use std::fmt::Write as _;
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_control()
-            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-        {
-            let _ = write!(o, "\\u{{{:x}}}", c as u32);
-        } else {
-            o.push(c);
-        }
-    }
-    o
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
