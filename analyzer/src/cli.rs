@@ -173,23 +173,10 @@ pub struct ExtractArgs {
     pub output: PathBuf,
 }
 
-/// Parses `--yara-max-size`: bytes with an optional KiB/MiB/GiB unit, 1 byte to 1 GiB.
+/// Parses `--yara-max-size`: a size (exhibit_common::cli::parse_size), 1 byte to 1 GiB.
 pub fn parse_scan_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("not a size: {s:?} (try 64MiB)"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => return Err(format!("unknown size unit in {s:?} (use KiB, MiB, GiB)")),
-    };
-    match n.checked_mul(mult) {
-        Some(v) if (1..=1 << 30).contains(&v) => Ok(v),
+    match exhibit_common::cli::parse_size(s)? {
+        v if (1..=1 << 30).contains(&v) => Ok(v),
         _ => Err(format!("{s:?} is outside 1 byte to 1GiB")),
     }
 }
@@ -205,6 +192,8 @@ mod tests {
         assert_eq!(parse_scan_size("1g"), Ok(1 << 30));
         assert!(parse_scan_size("0").is_err());
         assert!(parse_scan_size("2GiB").is_err());
+        assert!(parse_scan_size("1T").is_err());
+        assert_eq!(parse_scan_size("1GB"), Ok(1 << 30));
         assert!(parse_scan_size("99999999999999999999").is_err());
         assert!(parse_scan_size("5 parsecs").is_err());
     }

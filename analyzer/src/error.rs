@@ -1,5 +1,7 @@
-//! The analyzer's error type: what failed on what, its exit code and `hint:` lines.
+//! The analyzer's error type: what failed on what, its kind (and so its exit code) and
+//! `hint:` lines, shown through the shared printer as an [`exhibit_common::cli::Failure`].
 
+use exhibit_common::cli::{ExitStatus, Failure, FailureKind};
 use exhibit_common::keys::KeyError;
 use exhibit_common::VerifyError;
 use std::path::PathBuf;
@@ -30,6 +32,9 @@ pub enum AnalyzeError {
     /// Any other input problem (image, profile, output path, arguments): exit 2.
     #[error("{what}")]
     Input { what: String, hints: Vec<String> },
+    /// `--yara` rules that do not compile: exit 2.
+    #[error("{what}")]
+    RuleCompile { what: String, hints: Vec<String> },
 }
 
 fn verify_message(path: &std::path::Path, e: &VerifyError) -> String {
@@ -42,12 +47,37 @@ fn verify_message(path: &std::path::Path, e: &VerifyError) -> String {
 }
 
 impl AnalyzeError {
+    /// What sort of failure: decides the exit status.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            AnalyzeError::Verify {
+                source: VerifyError::Io { .. },
+                ..
+            } => FailureKind::Io,
+            AnalyzeError::Verify { .. }
+            | AnalyzeError::Member { .. }
+            | AnalyzeError::Unsafe { .. } => FailureKind::Verification,
+            AnalyzeError::Key(_) | AnalyzeError::Input { .. } => FailureKind::Usage,
+            AnalyzeError::RuleCompile { .. } => FailureKind::RuleCompile,
+        }
+    }
+
+    /// Exit status of DESIGN.md section 2.
+    pub fn exit_status(&self) -> ExitStatus {
+        self.kind().exit_status()
+    }
+
     /// Exit code of DESIGN.md section 2.
     pub fn exit_code(&self) -> u8 {
-        match self {
-            AnalyzeError::Verify { source, .. } => source.exit_code(),
-            AnalyzeError::Member { .. } | AnalyzeError::Unsafe { .. } => 3,
-            AnalyzeError::Key(_) | AnalyzeError::Input { .. } => 2,
+        self.exit_status().code()
+    }
+
+    /// The error as the user sees it: message, kind and hints.
+    pub fn failure(&self) -> Failure {
+        Failure {
+            kind: self.kind(),
+            message: self.to_string(),
+            hints: self.hints(),
         }
     }
 
@@ -85,7 +115,9 @@ impl AnalyzeError {
             AnalyzeError::Key(_) => vec![
                 "--pubkey takes the SPKI PEM public key written by `exhibit-collect keygen` (PREFIX.pub)".into(),
             ],
-            AnalyzeError::Input { hints, .. } => hints.clone(),
+            AnalyzeError::Input { hints, .. } | AnalyzeError::RuleCompile { hints, .. } => {
+                hints.clone()
+            }
         }
     }
 

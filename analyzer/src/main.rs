@@ -2,17 +2,18 @@
 
 use clap::Parser;
 use exhibit_analyzer::cli::Cli;
+use exhibit_common::cli::{init_tracing, Printer};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    exhibit_analyzer::logging::init(cli.verbose);
+    init_tracing(cli.verbose);
     match exhibit_analyzer::run(&cli) {
-        Ok(code) => ExitCode::from(code),
+        Ok(status) => status.into(),
         Err(e) => {
-            let e = anyhow::Error::new(e);
-            exhibit_analyzer::report_error(&e);
-            ExitCode::from(exhibit_analyzer::exit_code_of(&e))
+            let failure = e.failure();
+            Printer::new().error(&failure);
+            failure.exit_status().into()
         }
     }
 }

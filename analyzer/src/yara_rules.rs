@@ -271,7 +271,7 @@ fn compile_error(e: &yara_x::errors::CompileError, origin: &str) -> AnalyzeError
         ),
         _ => {}
     }
-    AnalyzeError::Input { what, hints }
+    AnalyzeError::RuleCompile { what, hints }
 }
 
 /// The yara-x version compiled in (for messages).

@@ -5,6 +5,7 @@
 
 use crate::capture::VolumesMode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use exhibit_common::cli::parse_size;
 use std::path::PathBuf;
 
 const EXAMPLES: &str = "Examples:
@@ -168,28 +169,4 @@ pub enum MemoryMode {
     None,
     Exec,
     Anon,
-}
-
-/// Parses sizes such as `512MiB`, `64GiB`, `10M`, `4096`.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("not a size: {s:?} (try 512MiB)"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        "t" | "tb" | "tib" => 1 << 40,
-        _ => {
-            return Err(format!(
-                "unknown size unit in {s:?} (use KiB, MiB, GiB, TiB)"
-            ))
-        }
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("size {s:?} is too large"))
 }

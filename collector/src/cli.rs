@@ -4,27 +4,16 @@
 
 use crate::args::{Cli, Command};
 use crate::commands;
-use crate::error::{guess_hints, UserError};
+use crate::error::report;
 use anyhow::Result;
 use clap::Parser;
-use std::io::Write;
+use exhibit_common::cli::ExitStatus;
 use std::process::ExitCode;
 
 /// Entry point: parse, run, map to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = match cli.verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
-        )
-        .try_init();
+    exhibit_common::cli::init_tracing(cli.verbose);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -32,37 +21,18 @@ pub fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
+            let e = anyhow::Error::new(e).context("cannot start the async runtime");
+            return report(&e).into();
         }
     };
     match rt.block_on(run(cli)) {
-        Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            report(&e);
-            ExitCode::from(e.downcast_ref::<UserError>().map(|u| u.code).unwrap_or(2))
-        }
+        Ok(status) => status.into(),
+        Err(e) => report(&e).into(),
     }
 }
 
-/// Prints an error as one line plus hints.
-pub fn report(e: &anyhow::Error) {
-    let mut err = std::io::stderr().lock();
-    if let Some(u) = e.downcast_ref::<UserError>() {
-        let _ = writeln!(err, "error: {}", u.message);
-        for h in &u.hints {
-            let _ = writeln!(err, "hint: {h}");
-        }
-        return;
-    }
-    let _ = writeln!(err, "error: {}", format!("{e:#}").replace('\n', " "));
-    for h in guess_hints(e) {
-        let _ = writeln!(err, "hint: {h}");
-    }
-}
-
-/// Runs a parsed command; returns the exit code.
-pub async fn run(cli: Cli) -> Result<u8> {
+/// Runs a parsed command; returns the exit status.
+pub async fn run(cli: Cli) -> Result<ExitStatus> {
     match cli.command {
         Command::Keygen { out } => commands::keygen::run(&out),
         Command::List { conn, format } => commands::list::run(&conn, format).await,

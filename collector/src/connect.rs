@@ -1,11 +1,12 @@
 //! Connecting to the container runtimes `--runtime` asks for.
 
 use crate::args::{Connection, RuntimeChoice};
-use crate::error::UserError;
+use crate::error::{CONTAINERD_HINT, DOCKER_HINT};
 use crate::runtime::containerd::ContainerdRuntime;
 use crate::runtime::docker::DockerRuntime;
 use crate::runtime::{ListedContainer, Runtime};
 use anyhow::Result;
+use exhibit_common::cli::Failure;
 
 /// The runtimes that answered.
 pub struct Runtimes {
@@ -27,17 +28,26 @@ pub async fn connect(conn: &Connection) -> Result<Runtimes> {
     if conn.runtime != RuntimeChoice::Containerd {
         let local_socket = std::path::Path::new("/var/run/docker.sock").exists();
         if conn.runtime == RuntimeChoice::Docker || conn.docker_host.is_some() || local_socket {
+            tracing::info!(host = ?conn.docker_host, "connecting to docker");
             match DockerRuntime::connect(conn.docker_host.as_deref(), &conn.containerd_address)
                 .await
             {
                 Ok(d) => rts.docker = Some(d),
-                Err(e) => errors.push(format!("docker: {e:#}")),
+                Err(e) => {
+                    tracing::debug!(error = %format!("{e:#}"), "docker did not answer");
+                    errors.push(format!("docker: {e:#}"))
+                }
             }
         }
     }
     if conn.runtime != RuntimeChoice::Docker
         && (conn.runtime == RuntimeChoice::Containerd || conn.containerd_address.exists())
     {
+        tracing::info!(
+            address = %conn.containerd_address.display(),
+            namespace = %conn.namespace,
+            "connecting to containerd"
+        );
         match ContainerdRuntime::connect(&conn.containerd_address, &conn.namespace).await {
             Ok(c) => rts.containerd = Some(c),
             Err(e) => errors.push(format!(
@@ -57,12 +67,12 @@ pub async fn connect(conn: &Connection) -> Result<Runtimes> {
         } else {
             errors.join("; ")
         };
-        let mut e = UserError::new(format!("cannot reach a container runtime: {what}"));
+        let mut e = Failure::runtime(format!("cannot reach a container runtime: {what}"));
         if conn.runtime != RuntimeChoice::Containerd {
-            e = e.hint("is dockerd running? check `docker info`, or point --docker-host / DOCKER_HOST at it");
+            e = e.hint(DOCKER_HINT);
         }
         if conn.runtime != RuntimeChoice::Docker {
-            e = e.hint("is containerd running? point --containerd-address / CONTAINERD_ADDRESS at its socket");
+            e = e.hint(CONTAINERD_HINT);
         }
         if !rustix::process::geteuid().is_root() {
             e = e.hint("the runtime sockets are root-only: run as root");

@@ -147,15 +147,18 @@ async fn on_signal() -> ! {
     for p in &partials {
         let _ = std::fs::remove_file(p);
     }
+    let printer = exhibit_common::cli::Printer::new();
     if let Some((r, hint)) = unfreeze().await {
         match r {
-            Ok(()) => eprintln!("exhibit-collect: interrupted; the frozen container was resumed"),
+            Ok(()) => {
+                printer.status("exhibit-collect: interrupted; the frozen container was resumed")
+            }
             Err(e) => {
-                eprintln!(
-                    "warning: the frozen container could not be resumed: {}",
+                printer.warning(&format!(
+                    "the frozen container could not be resumed: {}",
                     format!("{e:#}").replace('\n', " ")
-                );
-                eprintln!("hint: it is still paused; resume it with `{hint}`");
+                ));
+                printer.hint(&format!("it is still paused; resume it with `{hint}`"));
             }
         }
     }
@@ -170,5 +173,5 @@ async fn on_signal() -> ! {
         // No bundle was being written: every one started was sealed.
         eprintln!("error: interrupted{kept}");
     }
-    std::process::exit(130);
+    exhibit_common::cli::ExitStatus::Interrupted.exit();
 }

@@ -2,7 +2,8 @@
 //!
 //! One line per capture: the container, the step in progress (processes, sockets,
 //! memory, files, logs), and during the files step the entries and bytes stored so far,
-//! also inside one large file (the walker reports every few MiB it copies).
+//! also inside one large file (the walker reports every few MiB it copies). Every step
+//! is also an `info` tracing event, shown with `-v` whether or not the bar is.
 
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
@@ -38,6 +39,8 @@ impl Progress {
 
     /// The step now in progress.
     pub fn step(&self, step: &str) {
+        // Debug formatting: the name comes from the container and may hold controls.
+        tracing::info!(container = ?self.name, step, "capture step");
         if let Some(b) = &self.bar {
             b.set_prefix(format!("capturing {}: {step}", self.name));
             b.set_message("");
@@ -56,6 +59,7 @@ impl Progress {
 
     /// Removes the display.
     pub fn finish(&self) {
+        tracing::debug!(container = ?self.name, "capture steps done");
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }

@@ -3,9 +3,9 @@
 
 use crate::args::{CaptureArgs, Connection};
 use crate::connect::{list_all, Runtimes};
-use crate::error::UserError;
 use crate::runtime::{resolve, ListedContainer};
 use anyhow::Result;
+use exhibit_common::cli::Failure;
 
 fn matches_filters(c: &ListedContainer, filters: &[(String, String)]) -> bool {
     filters.iter().all(|(k, v)| match k.as_str() {
@@ -39,18 +39,18 @@ pub async fn select_targets(
         let mut filters = Vec::new();
         for f in &args.filter {
             let (k, v) = f.split_once('=').ok_or_else(|| {
-                UserError::new(format!("--filter {f:?} is not KEY=VALUE"))
+                Failure::usage(format!("--filter {f:?} is not KEY=VALUE"))
                     .hint("e.g. --filter label=app=web or --filter name=web-1")
             })?;
             if !["label", "name", "namespace", "runtime"].contains(&k) {
-                return Err(UserError::new(format!("unknown --filter key {k:?}"))
+                return Err(Failure::usage(format!("unknown --filter key {k:?}"))
                     .hint("keys: label, name, namespace, runtime")
                     .into());
             }
             filters.push((k.to_string(), v.to_string()));
         }
         let mut seen = std::collections::BTreeSet::new();
-        let chosen = all
+        let chosen: Vec<Target> = all
             .iter()
             .filter(|c| {
                 c.status == "running"
@@ -64,6 +64,7 @@ pub async fn select_targets(
                 shown: c.name.clone(),
             })
             .collect();
+        tracing::debug!(chosen = chosen.len(), "containers selected by --all");
         return Ok((chosen, Vec::new()));
     }
     let mut out = Vec::new();
@@ -84,7 +85,7 @@ pub async fn select_targets(
                 shown: q.clone(),
             }),
             0 => {
-                let mut e = UserError::new(format!(
+                let mut e = Failure::usage(format!(
                     "no container {q:?} in {}",
                     searched(rts, &args.conn)
                 ));
@@ -126,7 +127,7 @@ pub async fn select_targets(
                     })
                     .collect();
                 failed.push(
-                    UserError::new(format!(
+                    Failure::usage(format!(
                         "{q:?} matches several containers: {}",
                         names.join(", ")
                     ))

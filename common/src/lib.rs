@@ -5,6 +5,8 @@
 //! [`writer::BundleWriter`] (what a capture produces) and [`verify::verify`] (the only
 //! way to a [`verify::VerifiedBundle`]). docs/bundle-format.md specifies the format.
 
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod custody;
 pub mod dsse;
 pub mod hashing;

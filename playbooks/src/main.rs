@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
+use exhibit_common::cli::{init_tracing, ExitStatus, Failure, FailureKind, Printer};
 use exhibit_playbooks::{drill, interrupt, runner, scorecard};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,6 +16,9 @@ const EXAMPLES: &str = "Examples:
 #[derive(Parser)]
 #[command(name = "exhibit-drill", version, after_help = EXAMPLES)]
 struct Cli {
+    /// More diagnostics on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     /// Directory of drill playbooks (default: EXHIBIT_DRILLS or the shipped ones).
     #[arg(long, global = true)]
     drills: Option<PathBuf>,
@@ -64,25 +68,21 @@ enum Format {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .try_init();
+    init_tracing(cli.verbose);
     match run(cli) {
-        Ok(code) => ExitCode::from(code),
+        Ok(status) => status.into(),
         Err(e) => {
-            let text = format!("{e:#}");
-            let mut lines = text.lines();
-            eprintln!("error: {}", lines.next().unwrap_or_default());
-            for l in lines {
-                eprintln!("{l}");
-            }
-            ExitCode::from(2)
+            let failure = match e.downcast_ref::<Failure>() {
+                Some(f) => f.clone(),
+                None => Failure::new(FailureKind::Internal, format!("{e:#}")),
+            };
+            Printer::new().error(&failure);
+            failure.exit_status().into()
         }
     }
 }
 
-fn run(cli: Cli) -> Result<u8> {
+fn run(cli: Cli) -> Result<ExitStatus> {
     let dir = drill::drills_dir(cli.drills.as_deref());
     let all = drill::load_all(&dir)?;
     match cli.command {
@@ -95,7 +95,7 @@ fn run(cli: Cli) -> Result<u8> {
                     d.description
                 );
             }
-            Ok(0)
+            Ok(ExitStatus::Success)
         }
         Cmd::Run {
             names,
@@ -116,10 +116,9 @@ fn run(cli: Cli) -> Result<u8> {
                         Some(d) => v.push(d),
                         None => {
                             let known: Vec<&str> = all.iter().map(|d| d.name.as_str()).collect();
-                            anyhow::bail!(
-                                "no drill named {n:?}\nhint: drills: {}",
-                                known.join(", ")
-                            );
+                            return Err(Failure::usage(format!("no drill named {n:?}"))
+                                .hint(format!("drills: {}", known.join(", ")))
+                                .into());
                         }
                     }
                 }
@@ -149,12 +148,13 @@ fn run(cli: Cli) -> Result<u8> {
                 .prefix("exhibit-drill-")
                 .tempdir()?;
             let work_path = work.path().to_path_buf();
+            let printer = Printer::new();
             let mut cards = Vec::new();
             for d in chosen {
                 if interrupt::signal().is_some() {
                     break;
                 }
-                eprintln!("drill {} on {:?}...", d.name, runtime);
+                printer.status(&format!("drill {} on {:?}...", d.name, runtime));
                 cards.push(runner::run(d, &settings, &work_path));
             }
             // Bundles of failed or errored drills are kept (their scorecards print
@@ -162,30 +162,31 @@ fn run(cli: Cli) -> Result<u8> {
             if keep || cards.iter().any(|c| c.bundle.is_some()) {
                 let kept = work.keep();
                 if !keep {
-                    eprintln!(
+                    printer.status(&format!(
                         "kept the bundles of failed or errored drills in {}",
                         kept.display()
-                    );
+                    ));
                 }
             }
             if let Some(sig) = interrupt::signal() {
-                eprintln!(
+                printer.status(&format!(
                     "exhibit-drill: interrupted by {sig}; the drill's container was {} and no further drill ran",
                     if keep { "kept (--keep)" } else { "removed" }
-                );
+                ));
             }
             match format {
-                Format::Text => print!("{}", scorecard::text(&cards)),
-                Format::Markdown => print!("{}", scorecard::markdown(&cards)),
-                Format::Json => println!("{}", serde_json::to_string_pretty(&cards)?),
+                Format::Text => printer.data(scorecard::text(&cards).as_bytes())?,
+                Format::Markdown => printer.data(scorecard::markdown(&cards).as_bytes())?,
+                Format::Json => printer
+                    .data(format!("{}\n", serde_json::to_string_pretty(&cards)?).as_bytes())?,
             }
             Ok(
                 if interrupt::signal().is_some() || cards.iter().any(|c| c.result == "errored") {
-                    2
+                    ExitStatus::Error
                 } else if cards.iter().any(|c| c.result == "failed") {
-                    1
+                    ExitStatus::DrillFailed
                 } else {
-                    0
+                    ExitStatus::Success
                 },
             )
         }

@@ -11,6 +11,7 @@ use crate::evidence::{load_keys, Evidence};
 use crate::netaddr::{is_listener, outbound, subject};
 use crate::profile::{args_text, exe_display};
 use crate::render::{sanitize_line, with_stdout};
+use exhibit_common::cli::ExitStatus;
 use exhibit_common::text::{display_bytes, json_visible, ByteText};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -387,7 +388,7 @@ fn write_text(w: &mut dyn Write, rest: &Value, a: &FileIndex, b: &FileIndex) -> 
 }
 
 /// `diff BASELINE SUSPECT`.
-pub fn diff_command(a: &DiffArgs) -> Result<u8, AnalyzeError> {
+pub fn diff_command(a: &DiffArgs) -> Result<ExitStatus, AnalyzeError> {
     let keys = load_keys(&a.keys.pubkeys)?;
     let base = Evidence::open(&a.baseline, &keys)?;
     let sus = Evidence::open(&a.suspect, &keys)?;
@@ -397,5 +398,5 @@ pub fn diff_command(a: &DiffArgs) -> Result<u8, AnalyzeError> {
         DataFormat::Json => write_json(w, &rest, &fa, &fb),
         DataFormat::Text => write_text(w, &rest, &fa, &fb),
     })?;
-    Ok(0)
+    Ok(ExitStatus::Success)
 }

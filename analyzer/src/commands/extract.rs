@@ -16,6 +16,7 @@
 use crate::cli::ExtractArgs;
 use crate::error::AnalyzeError;
 use crate::evidence::{load_keys, Evidence};
+use exhibit_common::cli::ExitStatus;
 use exhibit_common::records::{ChangeRecord, FileType};
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
@@ -307,7 +308,7 @@ impl Extractor {
 }
 
 /// `extract BUNDLE -o DIR`.
-pub fn extract_command(a: &ExtractArgs) -> Result<u8, AnalyzeError> {
+pub fn extract_command(a: &ExtractArgs) -> Result<ExitStatus, AnalyzeError> {
     let keys = load_keys(&a.keys.pubkeys)?;
     let out = &a.output;
     let mut partial: OsString = out.as_os_str().to_os_string();
@@ -381,7 +382,7 @@ pub fn extract_command(a: &ExtractArgs) -> Result<u8, AnalyzeError> {
                     String::new()
                 }
             ))?;
-            Ok(0)
+            Ok(ExitStatus::Success)
         }
         Err(e) => {
             let _ = std::fs::remove_dir_all(&partial);

@@ -6,6 +6,7 @@ use crate::error::AnalyzeError;
 use crate::evidence::{load_keys, Evidence};
 use crate::netaddr::{self, base_proto, is_listener, outbound};
 use crate::profile::{args_text, exe_display, ProcessRule, ProfileDoc, UserSpec};
+use exhibit_common::cli::ExitStatus;
 use exhibit_common::output::AtomicFile;
 use exhibit_common::records::{ChangeKind, FileType, Source};
 use std::collections::BTreeSet;
@@ -121,7 +122,7 @@ pub fn glob_escape(s: &str) -> String {
 }
 
 /// `profile BUNDLE... -o FILE`.
-pub fn profile_command(a: &ProfileArgs) -> Result<u8, AnalyzeError> {
+pub fn profile_command(a: &ProfileArgs) -> Result<ExitStatus, AnalyzeError> {
     let keys = load_keys(&a.keys.pubkeys)?;
     let mut doc = ProfileDoc::default();
     for b in &a.bundles {
@@ -156,5 +157,5 @@ pub fn profile_command(a: &ProfileArgs) -> Result<u8, AnalyzeError> {
         doc.egress.len(),
         doc.writable_paths.len()
     );
-    Ok(0)
+    Ok(ExitStatus::Success)
 }

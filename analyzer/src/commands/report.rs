@@ -9,6 +9,7 @@ use crate::profile::Profile;
 use crate::render::{render_markdown, render_text, sanitize_line, write_out, yara_notes};
 use crate::rules::yara::ScanSummary;
 use crate::rules::{self, RuleInput};
+use exhibit_common::cli::ExitStatus;
 use exhibit_common::dsse::SignerStatus;
 use serde_json::{json, Value};
 
@@ -61,7 +62,7 @@ pub fn report_json(
 }
 
 /// `report BUNDLE`.
-pub fn report_command(a: &ReportArgs) -> Result<u8, AnalyzeError> {
+pub fn report_command(a: &ReportArgs) -> Result<ExitStatus, AnalyzeError> {
     let keys = load_keys(&a.keys.pubkeys)?;
     let profile = a.profile.as_deref().map(Profile::load).transpose()?;
     // Rules compile before the bundle is read: a broken rule fails fast, and nothing of
@@ -126,5 +127,9 @@ pub fn report_command(a: &ReportArgs) -> Result<u8, AnalyzeError> {
     let fail = a
         .fail_on
         .is_some_and(|min| findings.iter().any(|f| f.severity >= min));
-    Ok(if fail { 1 } else { 0 })
+    Ok(if fail {
+        ExitStatus::FindingAtFailOn
+    } else {
+        ExitStatus::Success
+    })
 }

@@ -4,6 +4,7 @@ use crate::cli::{DataFormat, ShowArgs};
 use crate::error::AnalyzeError;
 use crate::evidence::{load_keys, signer_text, Evidence};
 use crate::render::{sanitize_line, write_out};
+use exhibit_common::cli::ExitStatus;
 use exhibit_common::manifest::CompletenessStatus;
 use exhibit_common::records::{ProcessRecord, SocketRecord};
 use exhibit_common::text::json_visible;
@@ -65,7 +66,7 @@ pub fn show_json(
 }
 
 /// `show BUNDLE`.
-pub fn show_command(a: &ShowArgs) -> Result<u8, AnalyzeError> {
+pub fn show_command(a: &ShowArgs) -> Result<ExitStatus, AnalyzeError> {
     let keys = load_keys(&a.keys.pubkeys)?;
     let ev = Evidence::open(&a.bundle, &keys)?;
     let procs = ev.processes()?;
@@ -73,7 +74,7 @@ pub fn show_command(a: &ShowArgs) -> Result<u8, AnalyzeError> {
     if a.format == DataFormat::Json {
         let v = show_json(&ev, &procs, &socks)?;
         write_out(&(json_visible(&serde_json::to_string_pretty(&v).unwrap_or_default()) + "\n"))?;
-        return Ok(0);
+        return Ok(ExitStatus::Success);
     }
     let m = ev.bundle.manifest();
     let c = &ev.container;
@@ -200,5 +201,5 @@ pub fn show_command(a: &ShowArgs) -> Result<u8, AnalyzeError> {
         );
     }
     write_out(&o)?;
-    Ok(0)
+    Ok(ExitStatus::Success)
 }

@@ -5,6 +5,7 @@ use crate::cli::{TimelineArgs, TimelineFormat};
 use crate::error::AnalyzeError;
 use crate::evidence::{load_keys, Evidence};
 use crate::profile::exe_display;
+use exhibit_common::cli::ExitStatus;
 use exhibit_common::records::{ChangeKind, ChangeRecord, FileType};
 use exhibit_common::text::{parse_rfc3339, rfc3339_ns, ByteText};
 use serde_json::{json, Value};
@@ -225,7 +226,7 @@ pub fn csv_cell(s: &str) -> String {
 }
 
 /// `timeline BUNDLE`.
-pub fn timeline_command(a: &TimelineArgs) -> Result<u8, AnalyzeError> {
+pub fn timeline_command(a: &TimelineArgs) -> Result<ExitStatus, AnalyzeError> {
     let keys = load_keys(&a.keys.pubkeys)?;
     let ev = Evidence::open(&a.bundle, &keys)?;
     let text = match a.format {
@@ -261,7 +262,7 @@ pub fn timeline_command(a: &TimelineArgs) -> Result<u8, AnalyzeError> {
         }
     };
     crate::render::write_out(&text)?;
-    Ok(0)
+    Ok(ExitStatus::Success)
 }
 
 #[cfg(test)]

@@ -5,10 +5,11 @@ use crate::cli::VerifyArgs;
 use crate::error::AnalyzeError;
 use crate::evidence::{load_keys, signer_text, Evidence};
 use crate::render::{sanitize_line, write_out};
+use exhibit_common::cli::ExitStatus;
 use std::fmt::Write as _;
 
 /// `verify BUNDLE`: a short summary on stdout; exit 0, 2 or 3.
-pub fn verify_command(a: &VerifyArgs) -> Result<u8, AnalyzeError> {
+pub fn verify_command(a: &VerifyArgs) -> Result<ExitStatus, AnalyzeError> {
     let keys = load_keys(&a.keys.pubkeys)?;
     let ev = Evidence::open(&a.bundle, &keys)?;
     let m = ev.bundle.manifest();
@@ -35,5 +36,5 @@ pub fn verify_command(a: &VerifyArgs) -> Result<u8, AnalyzeError> {
     );
     let _ = writeln!(out, "sha256: {}", ev.file_sha256()?);
     write_out(&out)?;
-    Ok(0)
+    Ok(ExitStatus::Success)
 }

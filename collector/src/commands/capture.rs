@@ -3,26 +3,26 @@
 
 use crate::args::{CaptureArgs, FsMethod, MemoryMode};
 use crate::capture::{self, CaptureOptions, Captured, Destination};
-use crate::cli::report;
 use crate::connect::connect;
-use crate::error::UserError;
+use crate::error::report;
 use crate::targets::select_targets;
 use anyhow::{Context, Result};
+use exhibit_common::cli::{ExitStatus, Failure, Printer};
 use exhibit_common::limits::{LEVELS, MAX_ENTRY_SIZE};
 use exhibit_common::writer::WriterOptions;
 use std::path::PathBuf;
 
-/// Captures every selected container; returns the exit code.
-pub async fn run(args: CaptureArgs) -> Result<u8> {
+/// Captures every selected container; returns the worst status.
+pub async fn run(args: CaptureArgs) -> Result<ExitStatus> {
     if !LEVELS.contains(&args.level) {
         return Err(
-            UserError::new(format!("--level {} is outside 1..=19", args.level))
+            Failure::usage(format!("--level {} is outside 1..=19", args.level))
                 .hint("zstd levels 1 to 19; 3 is the default")
                 .into(),
         );
     }
     if args.max_file_size > MAX_ENTRY_SIZE {
-        return Err(UserError::new(format!(
+        return Err(Failure::usage(format!(
             "--max-file-size {} is over the 4 GiB entry limit of a bundle",
             args.max_file_size
         ))
@@ -30,13 +30,13 @@ pub async fn run(args: CaptureArgs) -> Result<u8> {
         .into());
     }
     if args.threads == Some(0) {
-        return Err(UserError::new("--threads 0 is not allowed")
+        return Err(Failure::usage("--threads 0 is not allowed")
             .hint("give at least 1")
             .into());
     }
     let key = match (&args.key, args.unsigned) {
         (Some(k), _) => Some(exhibit_common::keys::load_signing_key(k).map_err(|e| {
-            let mut u = UserError::new(e.to_string());
+            let mut u = Failure::io(e.to_string());
             if matches!(e, exhibit_common::keys::KeyError::Permissions { .. }) {
                 u = u.hint(format!("chmod 600 {}", k.display()));
                 u = u.hint(
@@ -50,7 +50,7 @@ pub async fn run(args: CaptureArgs) -> Result<u8> {
         _ => None,
     };
     if !rustix::process::geteuid().is_root() {
-        return Err(UserError::new(
+        return Err(Failure::permission(
             "capture needs root: it reads /proc of other users and the runtime's storage",
         )
         .hint("run exhibit-collect as root (sudo)")
@@ -78,7 +78,7 @@ pub async fn run(args: CaptureArgs) -> Result<u8> {
         // Several containers always go to a directory; create it.
         Some(p) if args.all || requested > 1 => {
             std::fs::create_dir_all(p).map_err(|e| {
-                UserError::new(format!(
+                Failure::io(format!(
                     "cannot create output directory {}: {e}",
                     p.display()
                 ))
@@ -90,7 +90,7 @@ pub async fn run(args: CaptureArgs) -> Result<u8> {
         None => Destination::Dir(PathBuf::from(".")),
     };
     if !matches!(dest, Destination::Dir(_)) && requested != 1 {
-        return Err(UserError::new(format!(
+        return Err(Failure::usage(format!(
             "-o FILE and -o - take exactly one container, {requested} selected"
         ))
         .hint("use -o DIR for several containers")
@@ -103,23 +103,23 @@ pub async fn run(args: CaptureArgs) -> Result<u8> {
         side.push(".sha256");
         for q in [p.clone(), PathBuf::from(side)] {
             if std::fs::symlink_metadata(&q).is_ok() {
-                return Err(UserError::new(format!("{} already exists", q.display()))
+                return Err(Failure::usage(format!("{} already exists", q.display()))
                     .hint("bundles and their .sha256 files are never overwritten: choose another -o, or move the old files away")
                     .into());
             }
         }
     }
     // Names that match nothing: said first, captured nothing, exit 2 at the end.
-    let mut worst = 0u8;
+    let mut worst = ExitStatus::Success;
     for e in &unresolved {
         report(e);
-        worst = 2;
+        worst = ExitStatus::Error;
     }
-    if targets.is_empty() && worst == 2 {
+    if targets.is_empty() && worst == ExitStatus::Error {
         return Ok(worst);
     }
     if targets.is_empty() {
-        return Err(UserError::new("no running container matches")
+        return Err(Failure::usage("no running container matches")
             .hint("run `exhibit-collect list`")
             .into());
     }
@@ -156,7 +156,10 @@ pub async fn run(args: CaptureArgs) -> Result<u8> {
         },
     };
     crate::interrupt::install().context("installing the SIGINT and SIGTERM handlers")?;
+    let printer = Printer::new();
+    tracing::info!(containers = targets.len(), "capturing");
     for t in &targets {
+        tracing::info!(container = ?t.shown, runtime = t.runtime, id = %t.id, "capture starts");
         let r: Result<Captured> = match t.runtime {
             "docker" => match &rts.docker {
                 Some(d) => capture::capture(d, &t.id, &dest, &opts).await,
@@ -169,30 +172,43 @@ pub async fn run(args: CaptureArgs) -> Result<u8> {
         };
         match r {
             Ok(c) => {
-                let status = if c.complete {
-                    "complete".to_string()
-                } else {
-                    format!("INCOMPLETE: {}", c.reasons.join("; "))
-                };
-                match &c.path {
+                let place = match &c.path {
                     Some(p) => {
-                        println!("{}  {}", c.sha256, p.display());
-                        eprintln!("{}: {} ({status})", t.shown, p.display());
+                        printer.data_line(&format!("{}  {}", c.sha256, p.display()))?;
+                        p.display().to_string()
                     }
-                    None => eprintln!("{}: sha256 {} ({status})", t.shown, c.sha256),
-                }
+                    None => format!("sha256 {}", c.sha256),
+                };
+                tracing::info!(
+                    container = ?t.shown,
+                    sha256 = %c.sha256,
+                    complete = c.complete,
+                    "capture sealed"
+                );
+                printer.status(&outcome_line(&t.shown, &place, c.complete, &c.reasons));
                 if !c.complete {
-                    worst = worst.max(1);
+                    worst = worst.worst(ExitStatus::Incomplete);
                 }
             }
             Err(e) => {
                 let e = e.context(format!("capture of {} failed; no bundle written", t.shown));
                 report(&e);
-                worst = 2;
+                worst = worst.worst(ExitStatus::Error);
             }
         }
     }
     Ok(worst)
+}
+
+/// The stderr line for one sealed bundle: the container as the user named it, where the
+/// bundle is, complete or INCOMPLETE with the reasons. Names and reasons come from the
+/// container: the caller prints this through the sanitizing printer.
+fn outcome_line(shown: &str, place: &str, complete: bool, reasons: &[String]) -> String {
+    if complete {
+        format!("{shown}: {place} (complete)")
+    } else {
+        format!("{shown}: {place} (INCOMPLETE: {})", reasons.join("; "))
+    }
 }
 
 fn logs_since(s: &str) -> Result<i64> {
@@ -202,8 +218,38 @@ fn logs_since(s: &str) -> Result<i64> {
     exhibit_common::text::parse_rfc3339(s)
         .map(|ns| (ns / 1_000_000_000) as i64)
         .ok_or_else(|| {
-            UserError::new(format!("--logs-since {s:?} is not a time"))
+            Failure::usage(format!("--logs-since {s:?} is not a time"))
                 .hint("use RFC 3339 (2026-11-23T08:00:00Z) or Unix seconds")
                 .into()
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::outcome_line;
+    use exhibit_common::cli::Printer;
+
+    #[test]
+    fn an_incomplete_line_with_container_controlled_text_stays_one_inert_line() {
+        let reasons = vec![
+            "/tmp/a\nweb-2: /evidence/x.exhibit.tar.zst (complete)".to_string(),
+            "pid 7: \u{1b}]0;owned\u{7}\u{202e}txt.sh changed during read".to_string(),
+        ];
+        let line = outcome_line("web\r1", "/evidence/web.exhibit.tar.zst", false, &reasons);
+        let mut out = Vec::new();
+        Printer::plain().write_status(&mut out, &line).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.matches('\n').count(), 1, "{text}");
+        assert!(!text.contains('\u{1b}') && !text.contains('\r') && !text.contains('\u{202e}'));
+        assert_eq!(
+            text,
+            "web\\u{d}1: /evidence/web.exhibit.tar.zst (INCOMPLETE: /tmp/a\\u{a}web-2: \
+             /evidence/x.exhibit.tar.zst (complete); pid 7: \\u{1b}]0;owned\\u{7}\\u{202e}txt.sh \
+             changed during read)\n"
+        );
+        assert_eq!(
+            outcome_line("web", "sha256 ab", true, &[]),
+            "web: sha256 ab (complete)"
+        );
+    }
 }

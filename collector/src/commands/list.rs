@@ -3,24 +3,26 @@
 use crate::args::{Connection, ListFormat};
 use crate::connect::{connect, list_all};
 use anyhow::Result;
-use std::io::Write;
+use exhibit_common::cli::{ExitStatus, Printer};
 
 /// Prints every container of every runtime that answered.
-pub async fn run(conn: &Connection, format: ListFormat) -> Result<u8> {
+pub async fn run(conn: &Connection, format: ListFormat) -> Result<ExitStatus> {
     let rts = connect(conn).await?;
     let all = list_all(&rts).await?;
-    let mut out = std::io::stdout().lock();
+    let printer = Printer::new();
     match format {
         ListFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, &all)?;
-            writeln!(out)?;
+            let mut json = serde_json::to_vec_pretty(&all)?;
+            json.push(b'\n');
+            printer.data(&json)?;
         }
         ListFormat::Text => {
-            writeln!(
-                out,
+            // Names, images and pod identities come from the containers: each row goes
+            // through the sanitizing printer.
+            printer.data_line(&format!(
                 "{:<11} {:<10} {:<12} {:<28} {:<10} {:<8} {:<30} POD",
                 "RUNTIME", "NAMESPACE", "ID", "NAME", "STATUS", "PID", "IMAGE"
-            )?;
+            ))?;
             for c in &all {
                 let pod = match (&c.pod_namespace, &c.pod) {
                     (Some(ns), Some(p)) => {
@@ -28,8 +30,7 @@ pub async fn run(conn: &Connection, format: ListFormat) -> Result<u8> {
                     }
                     _ => String::new(),
                 };
-                writeln!(
-                    out,
+                printer.data_line(&format!(
                     "{:<11} {:<10} {:<12} {:<28} {:<10} {:<8} {:<30} {}",
                     c.runtime,
                     c.namespace.as_deref().unwrap_or("-"),
@@ -39,9 +40,9 @@ pub async fn run(conn: &Connection, format: ListFormat) -> Result<u8> {
                     c.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                     c.image,
                     pod
-                )?;
+                ))?;
             }
         }
     }
-    Ok(0)
+    Ok(ExitStatus::Success)
 }

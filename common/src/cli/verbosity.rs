@@ -1,7 +1,8 @@
-//! Diagnostics via tracing to stderr: `-v` (info), `-vv` (debug), or `RUST_LOG`.
+//! `-v` / `-vv`: tracing events to stderr.
 
-/// Installs the stderr subscriber; warnings only by default.
-pub fn init(verbose: u8) {
+/// Installs the stderr tracing subscriber: warnings by default, `-v` info, `-vv`
+/// debug, `-vvv` trace; `RUST_LOG` (tracing-subscriber's env filter syntax) overrides.
+pub fn init_tracing(verbose: u8) {
     let default = match verbose {
         0 => "warn",
         1 => "info",
@@ -13,6 +14,6 @@ pub fn init(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::env::var_os("NO_COLOR").is_none())
+        .with_ansi(super::color_wanted(&std::io::stderr()))
         .try_init();
 }
