@@ -148,14 +148,6 @@ pub fn load(path: &Path) -> Result<Drill> {
     Ok(drill)
 }
 
-/// The drills directory: `--drills`, EXHIBIT_DRILLS, or the one shipped in the source tree.
-pub fn drills_dir(explicit: Option<&Path>) -> PathBuf {
-    explicit
-        .map(Path::to_path_buf)
-        .or_else(|| std::env::var_os("EXHIBIT_DRILLS").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/drills")))
-}
-
 /// Every drill in `dir`, sorted by name.
 pub fn load_all(dir: &Path) -> Result<Vec<Drill>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)

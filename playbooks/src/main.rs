@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
-use exhibit_playbooks::{drill, interrupt, runner, scorecard};
+use exhibit_playbooks::{data_dir, drill, interrupt, runner, scorecard};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -15,7 +15,12 @@ const EXAMPLES: &str = "Examples:
 #[derive(Parser)]
 #[command(name = "exhibit-drill", version, after_help = EXAMPLES)]
 struct Cli {
-    /// Directory of drill playbooks (default: EXHIBIT_DRILLS or the shipped ones).
+    /// Data directory: drills, profiles, YARA rules (default: EXHIBIT_DATA_DIR, else
+    /// share/exhibit beside the binary, the checkout holding it, /usr/local/share/exhibit,
+    /// /usr/share/exhibit).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Directory of drill playbooks (default: EXHIBIT_DRILLS or the data directory's).
     #[arg(long, global = true)]
     drills: Option<PathBuf>,
     #[command(subcommand)]
@@ -83,8 +88,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<u8> {
-    let dir = drill::drills_dir(cli.drills.as_deref());
-    let all = drill::load_all(&dir)?;
+    let paths = data_dir::Lookup::from_env(cli.data_dir, cli.drills)
+        .resolve(matches!(cli.command, Cmd::Run { .. }))?;
+    let all = drill::load_all(&paths.drills)?;
     match cli.command {
         Cmd::List => {
             for d in &all {
@@ -125,7 +131,6 @@ fn run(cli: Cli) -> Result<u8> {
                 }
                 v
             };
-            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
             let settings = runner::RunSettings {
                 runtime,
                 key,
@@ -135,12 +140,8 @@ fn run(cli: Cli) -> Result<u8> {
                 fixtures: std::env::var_os("EXHIBIT_FIXTURES")
                     .map(PathBuf::from)
                     .unwrap_or_else(|| PathBuf::from("/var/lib/exhibit/fixtures")),
-                profiles: std::env::var_os("EXHIBIT_PROFILES")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| root.join("fixtures/profiles")),
-                yara_rules: std::env::var_os("EXHIBIT_YARA")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| root.join("fixtures/yara")),
+                profiles: paths.profiles,
+                yara_rules: paths.yara,
             };
             // Before any container exists: a signal then stops the running drill,
             // whose container guard removes the container, and starts no other.
