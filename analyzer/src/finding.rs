@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use exhibit_common::rule_id::{RuleId, UnknownRule};
+
 /// How bad a finding is; ordered from `info` to `critical`.
 #[derive(
     Debug,
@@ -51,7 +53,7 @@ impl Severity {
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
-    pub rule: String,
+    pub rule: RuleId,
     pub severity: Severity,
     /// What the finding is about, in the format of DESIGN.md section 4.
     pub subject: String,
@@ -62,13 +64,13 @@ pub struct Finding {
 impl Finding {
     /// A finding with empty evidence.
     pub fn new(
-        rule: &str,
+        rule: RuleId,
         severity: Severity,
         subject: impl Into<String>,
         summary: impl Into<String>,
     ) -> Self {
         Finding {
-            rule: rule.to_string(),
+            rule,
             severity,
             subject: subject.into(),
             summary: summary.into(),

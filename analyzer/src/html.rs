@@ -84,7 +84,7 @@ pub fn render_html(ev: &Evidence, findings: &[Finding], notes: &[String]) -> Str
                 o,
                 "<tr class=\"{}\"><td>{}</td><td class=\"subject\">{}</td><td>{}</td><td class=\"evidence\">{}</td></tr>",
                 sev.as_str(),
-                escape(&f.rule),
+                escape(f.rule.as_str()),
                 escape(&f.subject),
                 escape(&f.summary),
                 escape(&evidence_text(f))

@@ -239,7 +239,7 @@ pub fn render_markdown(ev: &Evidence, findings: &[Finding], notes: &[String]) ->
             let _ = writeln!(
                 o,
                 "| {} | {} | {} | {} |",
-                md_escape(&f.rule),
+                md_escape(f.rule.as_str()),
                 md_escape(&f.subject),
                 md_escape(&f.summary),
                 md_escape(&evidence_text(f))

@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod members;
 pub mod output;
 pub mod records;
+pub mod rule_id;
 pub mod tarcodec;
 pub mod text;
 pub mod verify;

@@ -2,6 +2,7 @@
 //! the findings a capture and analysis must (and must not) produce.
 
 use anyhow::{bail, Context, Result};
+use exhibit_common::rule_id::RuleId;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -68,14 +69,55 @@ pub struct Step {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FindingPattern {
-    pub rule: String,
+    pub rule: RuleId,
     pub subject: String,
 }
 
-/// Parses one drill file; errors name the file and line.
+/// Just the rule ids of a drill file, read before the whole file so that an unknown
+/// id is reported with the drill's name and the close ids.
+#[derive(Deserialize)]
+struct RuleIds {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    expect: Vec<RuleOf>,
+    #[serde(default)]
+    forbid: Vec<RuleOf>,
+}
+
+#[derive(Deserialize)]
+struct RuleOf {
+    rule: Option<String>,
+}
+
+/// Refuses a rule id no analyzer rule has: a typo in `forbid:` would otherwise pass
+/// silently, one in `expect:` fail every run. Files that do not parse this far are
+/// left to the full parse, whose error names file and line.
+fn check_rule_ids(text: &str, path: &Path) -> Result<()> {
+    let Ok(ids) = serde_norway::from_str::<RuleIds>(text) else {
+        return Ok(());
+    };
+    for (list, patterns) in [("expect", &ids.expect), ("forbid", &ids.forbid)] {
+        for rule in patterns.iter().filter_map(|p| p.rule.as_deref()) {
+            if let Err(e) = rule.parse::<RuleId>() {
+                bail!(
+                    "drill {}: {e} in {list} ({})\nhint: {}",
+                    ids.name,
+                    path.display(),
+                    e.hint()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Parses one drill file; errors name the file and line, or the drill and an unknown
+/// rule id.
 pub fn load(path: &Path) -> Result<Drill> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    check_rule_ids(&text, path)?;
     let drill: Drill = serde_norway::from_str(&text).map_err(|e| {
         let at = e
             .location()
@@ -106,14 +148,6 @@ pub fn load(path: &Path) -> Result<Drill> {
     Ok(drill)
 }
 
-/// The drills directory: `--drills`, EXHIBIT_DRILLS, or the one shipped in the source tree.
-pub fn drills_dir(explicit: Option<&Path>) -> PathBuf {
-    explicit
-        .map(Path::to_path_buf)
-        .or_else(|| std::env::var_os("EXHIBIT_DRILLS").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/drills")))
-}
-
 /// Every drill in `dir`, sorted by name.
 pub fn load_all(dir: &Path) -> Result<Vec<Drill>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -132,10 +166,15 @@ mod tests {
 
     use std::collections::{BTreeMap, BTreeSet};
 
+    /// The drills of this checkout.
+    fn shipped() -> Vec<Drill> {
+        load_all(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/drills"))).unwrap()
+    }
+
     #[test]
     fn shipped_drills_parse_and_name_attack_ids() {
         let id = regex::Regex::new(r"^T\d{4}(\.\d{3})?$").unwrap();
-        let all = load_all(&drills_dir(None)).unwrap();
+        let all = shipped();
         assert!(all.len() >= 10, "only {} drills", all.len());
         for d in &all {
             assert!(!d.attack.is_empty(), "{}: no ATT&CK id", d.name);
@@ -161,7 +200,7 @@ mod tests {
             let y = d.yara.as_deref().unwrap_or_default();
             assert!(rules.join(y).exists(), "{}: no rules {y}", d.name);
             assert!(
-                d.expect.iter().any(|p| p.rule == "yara.match"),
+                d.expect.iter().any(|p| p.rule == RuleId::YaraMatch),
                 "{} names rules but expects no yara.match",
                 d.name
             );
@@ -217,8 +256,7 @@ mod tests {
     #[test]
     fn documented_drills_are_the_shipped_drills_with_the_same_attack_ids() {
         let id = regex::Regex::new(r"^T\d{4}(\.\d{3})?$").unwrap();
-        let shipped: BTreeMap<String, BTreeSet<String>> = load_all(&drills_dir(None))
-            .unwrap()
+        let shipped: BTreeMap<String, BTreeSet<String>> = shipped()
             .into_iter()
             .map(|d| (d.name, d.attack.into_iter().collect()))
             .collect();
@@ -257,5 +295,32 @@ mod tests {
         std::fs::write(&p, "name: x\ndescription: y\nattack: [T1]\nimage: web\nstage:\n  - sh: ok\n    bogus: 1\nexpect: []\n").unwrap();
         let e = load(&p).unwrap_err().to_string();
         assert!(e.contains("bad.yaml:7"), "{e}");
+    }
+
+    #[test]
+    fn a_misspelt_rule_fails_to_load_naming_the_drill_and_the_close_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("typo.yaml");
+        std::fs::write(
+            &p,
+            "name: typo\ndescription: y\nattack: [T1]\nimage: shell\nstage: []\n\
+             expect:\n  - {rule: fs.setuid, subject: x}\n\
+             forbid:\n  - {rule: fs.setuidd, subject: x}\n",
+        )
+        .unwrap();
+        let e = format!("{:#}", load(&p).unwrap_err());
+        assert_eq!(
+            e,
+            format!(
+                "drill typo: unknown rule \"fs.setuidd\" in forbid ({})\n\
+                 hint: close rule ids: fs.setuid (docs/findings.md)",
+                p.display()
+            )
+        );
+        // The same file with the id spelt right loads.
+        let text = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(&p, text.replace("fs.setuidd", "fs.setuid")).unwrap();
+        let d = load(&p).unwrap();
+        assert_eq!(d.forbid[0].rule, RuleId::FsSetuid);
     }
 }

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 use exhibit_common::cli::{init_tracing, ExitStatus, Failure, FailureKind, Printer};
-use exhibit_playbooks::{drill, interrupt, runner, scorecard};
+use exhibit_playbooks::{data_dir, drill, interrupt, runner, scorecard};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -19,7 +19,12 @@ struct Cli {
     /// More diagnostics on stderr (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
-    /// Directory of drill playbooks (default: EXHIBIT_DRILLS or the shipped ones).
+    /// Data directory: drills, profiles, YARA rules (default: EXHIBIT_DATA_DIR, else
+    /// share/exhibit beside the binary, the checkout holding it, /usr/local/share/exhibit,
+    /// /usr/share/exhibit).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Directory of drill playbooks (default: EXHIBIT_DRILLS or the data directory's).
     #[arg(long, global = true)]
     drills: Option<PathBuf>,
     #[command(subcommand)]
@@ -83,8 +88,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitStatus> {
-    let dir = drill::drills_dir(cli.drills.as_deref());
-    let all = drill::load_all(&dir)?;
+    let paths = data_dir::Lookup::from_env(cli.data_dir, cli.drills)
+        .resolve(matches!(cli.command, Cmd::Run { .. }))?;
+    let all = drill::load_all(&paths.drills)?;
     match cli.command {
         Cmd::List => {
             for d in &all {
@@ -124,7 +130,6 @@ fn run(cli: Cli) -> Result<ExitStatus> {
                 }
                 v
             };
-            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
             let settings = runner::RunSettings {
                 runtime,
                 key,
@@ -134,12 +139,8 @@ fn run(cli: Cli) -> Result<ExitStatus> {
                 fixtures: std::env::var_os("EXHIBIT_FIXTURES")
                     .map(PathBuf::from)
                     .unwrap_or_else(|| PathBuf::from("/var/lib/exhibit/fixtures")),
-                profiles: std::env::var_os("EXHIBIT_PROFILES")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| root.join("fixtures/profiles")),
-                yara_rules: std::env::var_os("EXHIBIT_YARA")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| root.join("fixtures/yara")),
+                profiles: paths.profiles,
+                yara_rules: paths.yara,
             };
             // Before any container exists: a signal then stops the running drill,
             // whose container guard removes the container, and starts no other.

@@ -335,7 +335,7 @@ impl Drop for Target<'_> {
 fn matches(p: &FindingPattern, f: &serde_json::Value) -> bool {
     let rule = f["rule"].as_str().unwrap_or_default();
     let subject = f["subject"].as_str().unwrap_or_default();
-    rule == p.rule
+    p.rule == rule
         && regex::Regex::new(&p.subject)
             .map(|r| r.is_match(subject))
             .unwrap_or(false)

@@ -4,7 +4,7 @@
 use super::RuleInput;
 use crate::container::MountSummary;
 use crate::error::AnalyzeError;
-use crate::finding::{Finding, Severity};
+use crate::finding::{Finding, RuleId, Severity};
 use exhibit_common::manifest::CompletenessStatus;
 use std::collections::BTreeSet;
 
@@ -102,7 +102,7 @@ pub fn check(input: &RuleInput<'_>, out: &mut Vec<Finding>) {
     };
     if c.privileged {
         out.push(id(Finding::new(
-            "config.privileged",
+            RuleId::ConfigPrivileged,
             Severity::Critical,
             "privileged",
             "the container runs privileged: all capabilities and host devices",
@@ -110,7 +110,7 @@ pub fn check(input: &RuleInput<'_>, out: &mut Vec<Finding>) {
     }
     for ns in &c.host_namespaces {
         out.push(id(Finding::new(
-            "config.host-namespace",
+            RuleId::ConfigHostNamespace,
             Severity::High,
             ns,
             format!("the container shares the host's {ns} namespace"),
@@ -123,7 +123,7 @@ pub fn check(input: &RuleInput<'_>, out: &mut Vec<Finding>) {
             Severity::Medium
         };
         out.push(id(Finding::new(
-            "config.added-capability",
+            RuleId::ConfigAddedCapability,
             sev,
             cap,
             format!("capability {cap} added beyond the runtime default"),
@@ -154,7 +154,7 @@ pub fn check(input: &RuleInput<'_>, out: &mut Vec<Finding>) {
                 Severity::High
             };
             out.push(id(Finding::new(
-                "config.sensitive-mount",
+                RuleId::ConfigSensitiveMount,
                 sev,
                 &m.source,
                 format!(
@@ -173,7 +173,7 @@ pub fn check(input: &RuleInput<'_>, out: &mut Vec<Finding>) {
     if comp.status == CompletenessStatus::Incomplete {
         out.push(
             Finding::new(
-                "bundle.incomplete",
+                RuleId::BundleIncomplete,
                 Severity::Medium,
                 "bundle",
                 format!("the capture is incomplete: {}", comp.reasons.join("; ")),
@@ -207,7 +207,7 @@ pub fn check(input: &RuleInput<'_>, out: &mut Vec<Finding>) {
                 .unwrap_or_else(|| "image".into());
             out.push(
                 Finding::new(
-                    "image.mismatch",
+                    RuleId::ImageMismatch,
                     Severity::High,
                     subject,
                     format!(
@@ -257,7 +257,7 @@ pub fn check_logs(input: &RuleInput<'_>, out: &mut Vec<Finding>) -> Result<(), A
         if count > 0 {
             out.push(
                 Finding::new(
-                    "log.pattern",
+                    RuleId::LogPattern,
                     Severity::Medium,
                     pattern,
                     format!("{count} log line(s) match deny pattern {pattern}"),

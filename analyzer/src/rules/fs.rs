@@ -2,7 +2,7 @@
 //! compared with its image and its profile.
 
 use super::RuleInput;
-use crate::finding::{Finding, Severity};
+use crate::finding::{Finding, RuleId, Severity};
 use exhibit_common::records::{ChangeKind, ChangeRecord, FileType, Source};
 use globset::GlobSet;
 use std::io::{self, Read};
@@ -109,7 +109,7 @@ fn base(rec: &ChangeRecord) -> Vec<(&'static str, serde_json::Value)> {
     ]
 }
 
-fn finding(rule: &str, sev: Severity, rec: &ChangeRecord, summary: String) -> Finding {
+fn finding(rule: RuleId, sev: Severity, rec: &ChangeRecord, summary: String) -> Finding {
     let mut f = Finding::new(rule, sev, rec.path.lossy(), summary);
     for (k, v) in base(rec) {
         f.evidence.insert(k.to_string(), v);
@@ -180,7 +180,7 @@ impl FsRules {
         if rec.kind == ChangeKind::Added && exec {
             out.push(
                 finding(
-                    "fs.added-executable",
+                    RuleId::FsAddedExecutable,
                     Severity::Medium,
                     rec,
                     format!("new executable file {path}"),
@@ -202,7 +202,7 @@ impl FsRules {
                     if differs {
                         out.push(
                             finding(
-                                "fs.modified-image-file",
+                                RuleId::FsModifiedImageFile,
                                 Severity::Medium,
                                 rec,
                                 format!("{path} differs from the image's file"),
@@ -218,7 +218,7 @@ impl FsRules {
                     if perm {
                         out.push(
                             finding(
-                                "fs.permission-change",
+                                RuleId::FsPermissionChange,
                                 Severity::Medium,
                                 rec,
                                 format!("mode or owner of {path} changed from the image's"),
@@ -236,7 +236,7 @@ impl FsRules {
                         format!("{path} was modified (no --image: content not compared)")
                     };
                     out.push(
-                        finding("fs.modified-image-file", Severity::Medium, rec, summary)
+                        finding(RuleId::FsModifiedImageFile, Severity::Medium, rec, summary)
                             .with("compared", false),
                     );
                 }
@@ -247,7 +247,7 @@ impl FsRules {
             ChangeKind::Deleted if image.is_none() || in_image.is_some() => {
                 out.push(
                     finding(
-                        "fs.deleted-image-file",
+                        RuleId::FsDeletedImageFile,
                         Severity::Low,
                         rec,
                         format!("image file {path} was deleted"),
@@ -259,7 +259,7 @@ impl FsRules {
                 let hidden = image.map(|i| i.count_under(rec.path.as_bytes()));
                 if hidden.is_none_or(|n| n > 0) {
                     out.push(
-                        finding("fs.deleted-image-file", Severity::Low, rec, format!("directory {path} was replaced: the image's entries under it are hidden"))
+                        finding(RuleId::FsDeletedImageFile, Severity::Low, rec, format!("directory {path} was replaced: the image's entries under it are hidden"))
                             .with("opaque", true)
                             .with("hidden_image_entries", hidden),
                     );
@@ -273,7 +273,7 @@ impl FsRules {
             if rec.kind == ChangeKind::Added || special & !before != 0 || image.is_none() {
                 out.push(
                     finding(
-                        "fs.setuid",
+                        RuleId::FsSetuid,
                         Severity::High,
                         rec,
                         format!("{path} is setuid/setgid ({:04o})", rec.mode & 0o7777),
@@ -289,7 +289,7 @@ impl FsRules {
             if let Some(p) = self.persistence_pattern(&path) {
                 out.push(
                     finding(
-                        "fs.persistence",
+                        RuleId::FsPersistence,
                         Severity::High,
                         rec,
                         format!("{path} is a persistence location ({p})"),
@@ -304,7 +304,7 @@ impl FsRules {
                 if exec {
                     out.push(
                         finding(
-                            "fs.suspicious-location",
+                            RuleId::FsSuspiciousLocation,
                             Severity::High,
                             rec,
                             format!("executable {path} in {loc}"),
@@ -315,7 +315,7 @@ impl FsRules {
                 } else if rec.file_type == FileType::Dir && name_hidden {
                     out.push(
                         finding(
-                            "fs.suspicious-location",
+                            RuleId::FsSuspiciousLocation,
                             Severity::High,
                             rec,
                             format!("hidden directory {path} in {loc}"),
@@ -335,7 +335,7 @@ impl FsRules {
                     || rec.member.as_bytes().starts_with(b"volumes/"));
             if !copy_up_dir && !mount_root && !profile.allows_write(&path, is_dir) {
                 out.push(finding(
-                    "fs.unexpected-write",
+                    RuleId::FsUnexpectedWrite,
                     Severity::Medium,
                     rec,
                     format!("{path} was written outside the profile's writable paths"),

@@ -1,7 +1,7 @@
 //! net.* rules: raw sockets always; listeners and connections against the profile.
 
 use super::RuleInput;
-use crate::finding::{Finding, Severity};
+use crate::finding::{Finding, RuleId, Severity};
 use crate::netaddr::{base_proto, is_listener, outbound, subject};
 use exhibit_common::records::SocketRecord;
 use std::collections::BTreeMap;
@@ -18,16 +18,16 @@ fn with_socket(f: Finding, s: &SocketRecord) -> Finding {
 
 /// Checks every socket; one finding per rule and subject.
 pub fn check(sockets: &[SocketRecord], input: &RuleInput<'_>, out: &mut Vec<Finding>) {
-    let mut found: BTreeMap<(&str, String), Finding> = BTreeMap::new();
+    let mut found: BTreeMap<(RuleId, String), Finding> = BTreeMap::new();
     for s in sockets {
         if matches!(base_proto(&s.proto), "raw" | "packet") {
             let subj = subject(s, false);
             found
-                .entry(("net.raw-socket", subj.clone()))
+                .entry((RuleId::NetRawSocket, subj.clone()))
                 .or_insert_with(|| {
                     with_socket(
                         Finding::new(
-                            "net.raw-socket",
+                            RuleId::NetRawSocket,
                             Severity::Medium,
                             &subj,
                             format!("{} socket open ({subj})", s.proto),
@@ -42,11 +42,11 @@ pub fn check(sockets: &[SocketRecord], input: &RuleInput<'_>, out: &mut Vec<Find
             if !profile.allows_listener(s) {
                 let subj = subject(s, false);
                 found
-                    .entry(("net.unexpected-listener", subj.clone()))
+                    .entry((RuleId::NetUnexpectedListener, subj.clone()))
                     .or_insert_with(|| {
                         with_socket(
                             Finding::new(
-                                "net.unexpected-listener",
+                                RuleId::NetUnexpectedListener,
                                 Severity::High,
                                 &subj,
                                 format!("listening on {subj}, not in the profile"),
@@ -60,11 +60,11 @@ pub fn check(sockets: &[SocketRecord], input: &RuleInput<'_>, out: &mut Vec<Find
             if !profile.allows_egress(s) {
                 let subj = subject(s, true);
                 found
-                    .entry(("net.unexpected-connection", subj.clone()))
+                    .entry((RuleId::NetUnexpectedConnection, subj.clone()))
                     .or_insert_with(|| {
                         with_socket(
                             Finding::new(
-                                "net.unexpected-connection",
+                                RuleId::NetUnexpectedConnection,
                                 Severity::High,
                                 &subj,
                                 format!("connection to {subj}, not in the profile's egress"),

@@ -1,7 +1,7 @@
 //! proc.* rules: processes against the image, the captured changes and the profile.
 
 use super::RuleInput;
-use crate::finding::{Finding, Severity};
+use crate::finding::{Finding, RuleId, Severity};
 use crate::layer::ImageFileType;
 use crate::netaddr::base_proto;
 use crate::profile::exe_display;
@@ -72,9 +72,9 @@ pub fn check(
         .filter(|s| base_proto(&s.proto) != "unix")
         .map(|s| (s.inode, s))
         .collect();
-    let mut seen: HashSet<(String, String, i32)> = HashSet::new();
+    let mut seen: HashSet<(RuleId, String, i32)> = HashSet::new();
     let mut push = |f: Finding, p: &ProcessRecord| {
-        if seen.insert((f.rule.clone(), f.subject.clone(), p.pid)) {
+        if seen.insert((f.rule, f.subject.clone(), p.pid)) {
             out.push(evidence(f, p));
         }
     };
@@ -83,7 +83,7 @@ pub fn check(
         if p.exe_deleted && !p.memfd {
             push(
                 Finding::new(
-                    "proc.exe-deleted",
+                    RuleId::ProcExeDeleted,
                     Severity::Critical,
                     &exe,
                     format!("pid {} runs {exe}, which was deleted", p.pid),
@@ -100,7 +100,7 @@ pub fn check(
             };
             push(
                 Finding::new(
-                    "proc.fileless",
+                    RuleId::ProcFileless,
                     Severity::Critical,
                     &exe,
                     format!("pid {} {what}", p.pid),
@@ -124,7 +124,7 @@ pub fn check(
             if absent || added {
                 push(
                     Finding::new(
-                        "proc.exe-not-in-image",
+                        RuleId::ProcExeNotInImage,
                         Severity::High,
                         &exe,
                         format!("pid {} runs {exe}, which is not in the image", p.pid),
@@ -148,7 +148,7 @@ pub fn check(
                 if differs {
                     push(
                         Finding::new(
-                            "proc.exe-modified",
+                            RuleId::ProcExeModified,
                             Severity::High,
                             &exe,
                             format!(
@@ -198,7 +198,7 @@ pub fn check(
                 };
                 push(
                     Finding::new(
-                        "proc.shell",
+                        RuleId::ProcShell,
                         Severity::High,
                         &exe,
                         format!("pid {} is an {why}", p.pid).replace("an shell", "a shell"),
@@ -218,7 +218,7 @@ pub fn check(
             if !profile.allows_process(p) {
                 push(
                     Finding::new(
-                        "proc.unexpected",
+                        RuleId::ProcUnexpected,
                         Severity::High,
                         &exe,
                         format!("pid {} ({exe}) is not allowed by the profile", p.pid),

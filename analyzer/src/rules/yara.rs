@@ -6,7 +6,7 @@
 //! (`--yara-max-size`); a larger object is scanned up to that size and listed in the
 //! scan summary as truncated, never silently.
 
-use crate::finding::{Finding, Severity};
+use crate::finding::{Finding, RuleId, Severity};
 use crate::profile::exe_display;
 use crate::yara_rules::YaraRules;
 use exhibit_common::records::{ChangeRecord, FileType, MemoryRegion, ProcessRecord};
@@ -446,7 +446,7 @@ fn match_finding(
             (
                 "file",
                 format!("file {path}"),
-                Finding::new("yara.match", severity, "", "")
+                Finding::new(RuleId::YaraMatch, severity, "", "")
                     .with("path", &rec.path)
                     .with("member", &rec.member)
                     .with("sha256", &rec.sha256),
@@ -463,7 +463,7 @@ fn match_finding(
                 (
                     "executable",
                     format!("the kept executable of pid {pids} ({})", u.exes.join(", ")),
-                    Finding::new("yara.match", severity, "", "")
+                    Finding::new(RuleId::YaraMatch, severity, "", "")
                         .with("path", u.exes.first())
                         .with("member", m)
                         .with("pids", &u.pids)
@@ -477,7 +477,7 @@ fn match_finding(
                         "memory region {:x}-{:x} ({}) of pid {} ({})",
                         r.region.start, r.region.end, r.region.perms, r.pid, r.exe
                     ),
-                    Finding::new("yara.match", severity, "", "")
+                    Finding::new(RuleId::YaraMatch, severity, "", "")
                         .with("path", &r.exe)
                         .with("member", m)
                         .with("pid", r.pid)
@@ -501,7 +501,7 @@ fn match_finding(
                 (
                     object,
                     format!("{m} (no process record names it)"),
-                    Finding::new("yara.match", severity, "", "").with("member", m),
+                    Finding::new(RuleId::YaraMatch, severity, "", "").with("member", m),
                 )
             }
         }

@@ -95,7 +95,7 @@ impl Run<'_> {
             None,
         );
         let root = open::open_host_dir(upper)
-        .with_context(|| format!("opening the upper dir {}", upper.display()))?;
+            .with_context(|| format!("opening the upper dir {}", upper.display()))?;
         let (lowers, lower_errors) = walk::Lowers::open(&facts.lower_dirs);
         for e in lower_errors {
             self.log

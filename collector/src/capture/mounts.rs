@@ -111,10 +111,7 @@ fn runtime_file<W: Write>(
         None => {
             let parent = host_path.parent().context("runtime file has no parent")?;
             let name = host_path.file_name().context("runtime file has no name")?;
-            (
-                open::open_host_dir(parent)?,
-                name.to_os_string(),
-            )
+            (open::open_host_dir(parent)?, name.to_os_string())
         }
     };
     // Pinned without following a symlink, opened only if it is a regular file: a FIFO

@@ -6,15 +6,14 @@
 use exhibit_common::limits::{MAX_PROC_LIST_BYTES, MAX_PROC_LIST_ENTRIES};
 use exhibit_common::records::{CappedList, FdInfo, ProcessRecord};
 use exhibit_common::text::ByteText;
+use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{Read, Seek, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
-use rustix::fs::{AtFlags, Mode, OFlags};
-use rustix::io::Errno;
 use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
 
 /// Pids of the container and what found them.
 #[derive(Debug, Default)]
@@ -515,18 +514,17 @@ pub fn read_process(
             to_list(e, "environ", &mut errors),
         )
     };
-    let (maps, anon_exec_maps) =
-        match read_capped("maps", MAX_PROC_LIST_BYTES) {
-            Ok((mut b, _)) => {
-                let trunc = b.len() > MAX_PROC_LIST_BYTES;
-                b.truncate(MAX_PROC_LIST_BYTES);
-                parse_maps(&b, trunc)
-            }
-            Err(e) => {
-                errors.push(format!("maps: {e}"));
-                (CappedList::default(), 0)
-            }
-        };
+    let (maps, anon_exec_maps) = match read_capped("maps", MAX_PROC_LIST_BYTES) {
+        Ok((mut b, _)) => {
+            let trunc = b.len() > MAX_PROC_LIST_BYTES;
+            b.truncate(MAX_PROC_LIST_BYTES);
+            parse_maps(&b, trunc)
+        }
+        Err(e) => {
+            errors.push(format!("maps: {e}"));
+            (CappedList::default(), 0)
+        }
+    };
     let mut fds = Vec::new();
     let mut fds_truncated = false;
     if let Some(numbers) = proc_dir.as_ref().and_then(|d| d.fd_numbers().ok()) {
@@ -990,7 +988,10 @@ mod tests {
     #[test]
     fn a_later_phase_reaches_only_the_process_that_was_recorded() {
         let boot = procfs::boot_time_secs().ok();
-        let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
         let pid = child.id() as i32;
         let (rec, _) = read_process(
             pid,
@@ -1007,7 +1008,9 @@ mod tests {
         // executable, no memory, no sockets are taken from it.
         let mut reused = rec.clone();
         reused.start_time = Some("2000-01-01T00:00:00.000000000Z".into());
-        let err = ProcDir::reopen(&reused).err().expect("a reused pid was accepted");
+        let err = ProcDir::reopen(&reused)
+            .err()
+            .expect("a reused pid was accepted");
         assert!(err.to_string().contains("exited"), "{err}");
         assert!(keep_exe(&reused, 1 << 20).is_none());
         let mut caps = MemoryCaps {
@@ -1017,7 +1020,11 @@ mod tests {
         };
         let mut anon = reused.clone();
         assert!(read_memory(&mut anon, MemoryScope::Anon, &mut caps).is_empty());
-        assert!(anon.errors.iter().any(|e| e.contains("exited")), "{:?}", anon.errors);
+        assert!(
+            anon.errors.iter().any(|e| e.contains("exited")),
+            "{:?}",
+            anon.errors
+        );
         // A directory opened before the process exited never shows another process.
         let dir = ProcDir::open(pid).unwrap();
         child.kill().unwrap();

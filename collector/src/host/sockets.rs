@@ -314,7 +314,10 @@ mod tests {
         let me = ProcDir::open(std::process::id() as i32).unwrap();
         // A process that exits after its /proc directory was opened: like one that
         // exited between two tables. Its directory never shows another process.
-        let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
         let gone = ProcDir::open(child.id() as i32).unwrap();
         child.kill().unwrap();
         child.wait().unwrap();

@@ -639,7 +639,12 @@ fn a_gigabyte_json_line_is_refused_by_the_caps() {
     w.add_member_from("exhibit/processes.jsonl", &mut line, size)
         .unwrap();
     let mut log = exhibit_common::custody::AcquisitionLog::new();
-    log.record("processes", exhibit_common::custody::Outcome::Ok, None, None);
+    log.record(
+        "processes",
+        exhibit_common::custody::Outcome::Ok,
+        None,
+        None,
+    );
     w.add_member("exhibit/acquisition.jsonl", log.bytes())
         .unwrap();
     let bytes = w.finish(support::manifest(vec![]), Some(&l.key)).unwrap().0;

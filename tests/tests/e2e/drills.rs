@@ -18,6 +18,9 @@ fn drill() -> Command {
     let _ = bin("exhibit-collect");
     let _ = bin("exhibit-analyze");
     c.env("CONTAINERD_ADDRESS", containerd_address());
+    // This checkout's drills, profiles and YARA rules, also when CARGO_TARGET_DIR
+    // lies outside it (exhibit-drill finds its data at run time).
+    c.env("EXHIBIT_DATA_DIR", support::root());
     c
 }
 

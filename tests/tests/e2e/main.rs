@@ -9,6 +9,7 @@ mod bundle_bytes;
 mod capture_evidence;
 mod collector;
 mod containerd;
+mod drill_data_dir;
 mod drills;
 mod faults;
 mod interop;
