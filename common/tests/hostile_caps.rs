@@ -35,10 +35,8 @@ fn manifest() -> Manifest {
 }
 
 fn process(fds: usize, target: &[u8]) -> ProcessRecord {
-    let line = format!(
-        r#"{{"pid":7,"ns_pid":1,"ppid":0,"uid":0,"gid":0,"user":null,"start_time":null,"comm":"sh","argv":{{"items":[],"truncated":false,"original_bytes":0,"original_entries":0}},"env":{{"items":[],"truncated":false,"original_bytes":0,"original_entries":0}},"cwd":null,"exe":null,"exe_sha256":null,"exe_size":null,"exe_deleted":false,"memfd":false,"exe_member":null,"fds":[],"fds_truncated":false,"maps":{{"items":[],"truncated":false,"original_bytes":0,"original_entries":0}},"anon_exec_maps":0,"memory":[],"cgroup":null,"namespaces":{{}},"found_by":[],"errors":[]}}"#
-    );
-    let mut p: ProcessRecord = serde_json::from_str(&line).unwrap();
+    let line = r#"{"pid":7,"ns_pid":1,"ppid":0,"uid":0,"gid":0,"user":null,"start_time":null,"comm":"sh","argv":{"items":[],"truncated":false,"original_bytes":0,"original_entries":0},"env":{"items":[],"truncated":false,"original_bytes":0,"original_entries":0},"cwd":null,"exe":null,"exe_sha256":null,"exe_size":null,"exe_deleted":false,"memfd":false,"exe_member":null,"fds":[],"fds_truncated":false,"maps":{"items":[],"truncated":false,"original_bytes":0,"original_entries":0},"anon_exec_maps":0,"memory":[],"cgroup":null,"namespaces":{},"found_by":[],"errors":[]}"#;
+    let mut p: ProcessRecord = serde_json::from_str(line).unwrap();
     p.fds = (0..fds)
         .map(|fd| FdInfo {
             fd: fd as i32,

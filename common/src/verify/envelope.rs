@@ -27,7 +27,7 @@ pub(super) fn check(scan: &Scan, opts: &VerifyOptions) -> Result<Sealed, VerifyE
     let observed = &scan.observed;
     let members = &scan.members;
     // The signature first; nothing else is interpreted before it.
-    let env: Envelope = json::parse_capped(&envelope, limits::MAX_ENVELOPE)
+    let env: Envelope = json::parse_capped(envelope, limits::MAX_ENVELOPE)
         .map_err(|e| invalid(Some(ENVELOPE), e.to_string()))?;
     let (payload, signer) =
         dsse::open(&env, &opts.keys).map_err(|e| invalid(Some(ENVELOPE), e.to_string()))?;
