@@ -79,12 +79,27 @@ fn main() -> ExitCode {
         Err(e) => {
             let failure = match e.downcast_ref::<Failure>() {
                 Some(f) => f.clone(),
-                None => Failure::new(FailureKind::Internal, format!("{e:#}")),
+                None => failure_of(&format!("{e:#}")),
             };
             Printer::new().error(&failure);
             failure.exit_status().into()
         }
     }
+}
+
+// An error whose text carries its own `hint:` lines (the drill loader's and the data
+// directory's): the first line is the error, each `hint:` line a hint, so the printer
+// shows them as lines of their own instead of escaping the newlines.
+fn failure_of(text: &str) -> Failure {
+    let mut lines = text.split('\n');
+    let mut f = Failure::new(FailureKind::Internal, lines.next().unwrap_or_default());
+    for l in lines {
+        match l.trim_start().strip_prefix("hint: ") {
+            Some(h) => f = f.hint(h),
+            None => f = f.hint(l),
+        }
+    }
+    f
 }
 
 fn run(cli: Cli) -> Result<ExitStatus> {

@@ -898,7 +898,7 @@ mod tests {
             &Users::default(),
             None,
             0,
-            None,
+            procfs::boot_time_secs().ok(),
             &mut ExeDigests::default(),
         );
         // A private anonymous mapping larger than one chunk (a thread stack or the heap

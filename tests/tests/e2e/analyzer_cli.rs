@@ -523,6 +523,18 @@ fn hostile_bundles_through_writer_are_refused_with_nothing_outside() {
 
 /// A signed bundle assembled from raw tar entries, for names the writer refuses.
 fn raw_bundle(l: &Lab, name: &str, content: &[(&[u8], &[u8])], subjects_extra: &[&str]) -> PathBuf {
+    raw_bundle_with(l, name, &[], content, subjects_extra)
+}
+
+// A bundle written without the library's writer (which refuses what the reader would
+// refuse), with `members` placed after exhibit/host.json.
+fn raw_bundle_with(
+    l: &Lab,
+    name: &str,
+    members: &[(&str, &[u8])],
+    content: &[(&[u8], &[u8])],
+    subjects_extra: &[&str],
+) -> PathBuf {
     let mut tar = Vec::new();
     let mut subjects = Vec::new();
     let meta = |tar: &mut Vec<u8>, subjects: &mut Vec<Subject>, n: &str, b: &[u8]| {
@@ -532,6 +544,9 @@ fn raw_bundle(l: &Lab, name: &str, content: &[(&[u8], &[u8])], subjects_extra: &
         subjects.push(Subject::sha256(n, &sha256_hex(b)));
     };
     meta(&mut tar, &mut subjects, "exhibit/host.json", b"{}");
+    for (n, b) in members {
+        meta(&mut tar, &mut subjects, n, b);
+    }
     let mut changes = Vec::new();
     for (member, body) in content {
         let mut r = record(b"/x", K::Added, FileType::File, 0o644, body.len() as u64);
@@ -625,6 +640,7 @@ fn hostile_raw_bundles_are_verification_failures() {
 fn a_gigabyte_json_line_is_refused_by_the_caps() {
     use std::io::Read;
     let l = lab();
+    // The library's writer refuses to write a line the reader would refuse...
     let mut w = exhibit_common::BundleWriter::new(
         Vec::new(),
         exhibit_common::WriterOptions {
@@ -636,21 +652,19 @@ fn a_gigabyte_json_line_is_refused_by_the_caps() {
     let size = 1u64 << 30;
     let mut line = (&b"{\"pid\":\""[..]).chain(std::io::repeat(b'a').take(size - 8));
     w.add_member("exhibit/container.json", b"{}").unwrap();
-    w.add_member_from("exhibit/processes.jsonl", &mut line, size)
-        .unwrap();
-    let mut log = exhibit_common::custody::AcquisitionLog::new();
-    log.record(
-        "processes",
-        exhibit_common::custody::Outcome::Ok,
-        None,
-        None,
+    assert!(w
+        .add_member_from("exhibit/processes.jsonl", &mut line, size)
+        .is_err());
+    // ...so a hostile writer makes the bundle: one line just over the reader's cap.
+    let mut long = b"{\"pid\":\"".to_vec();
+    long.resize(exhibit_common::limits::MAX_JSON as usize + 2, b'a');
+    let b = raw_bundle_with(
+        &l,
+        "gig.b",
+        &[("exhibit/processes.jsonl", &long)],
+        &[(b"rootfs/fine", b"ok")],
+        &[],
     );
-    w.add_member("exhibit/acquisition.jsonl", log.bytes())
-        .unwrap();
-    let bytes = w.finish(support::manifest(vec![]), Some(&l.key)).unwrap().0;
-    assert!(bytes.len() < 1 << 20, "a tiny compressed stream");
-    let b = l.p("gig.b");
-    std::fs::write(&b, &bytes).unwrap();
     let before = tree(l.dir.path());
     let o = run(&["report", s(&b), "--pubkey", s(&l.pubkey)]);
     assert_eq!(code(&o), 3, "{}", err(&o));

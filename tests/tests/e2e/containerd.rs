@@ -90,6 +90,16 @@ impl Drop for CtrContainer {
 
 /// Runs a capture that must seal a complete bundle; returns the verified bundle.
 fn capture_ok(dir: &Path, file: &str, args: &[&str]) -> exhibit_common::VerifiedBundle {
+    capture_exit(dir, file, args, 0)
+}
+
+/// Runs a capture that must seal a bundle with exit `code`; returns it verified.
+fn capture_exit(
+    dir: &Path,
+    file: &str,
+    args: &[&str],
+    code: i32,
+) -> exhibit_common::VerifiedBundle {
     let out_path = dir.join(file);
     let out = run(collect()
         .arg("capture")
@@ -98,7 +108,7 @@ fn capture_ok(dir: &Path, file: &str, args: &[&str]) -> exhibit_common::Verified
         .arg(&out_path));
     assert_eq!(
         out.status.code(),
-        Some(0),
+        Some(code),
         "{args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -433,12 +443,21 @@ fn cri_log_files_are_read_from_the_pod_uid_directory() {
         ],
     );
     let out = tempfile::tempdir().unwrap();
-    let v = capture_ok(
+    // The 1.5 MB line is cut at the 1 MiB cap: a loss, so the bundle is incomplete.
+    let v = capture_exit(
         out.path(),
         "l.exhibit.tar.zst",
         &["--runtime", "containerd", &id],
+        1,
     );
     let lines: Vec<exhibit_common::records::LogLine> = jsonl(&v, exhibit_common::members::LOGS);
+    assert!(
+        lines[3].truncated && !lines[0].truncated,
+        "the cut line is marked"
+    );
+    let manifest = v.manifest();
+    let lost = serde_json::to_string(&manifest.completeness).unwrap();
+    assert!(lost.contains("log-line-cut"), "{lost}");
     let got: Vec<(String, String, usize)> = lines
         .iter()
         .map(|l| {
