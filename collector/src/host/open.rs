@@ -317,13 +317,25 @@ fn unescape_octal(s: &[u8]) -> Vec<u8> {
 /// pinned by a pidfd taken first and checked still alive after its root was opened, so
 /// a recycled pid cannot hand us another process's root.
 pub fn container_root(pid: i32) -> Result<OwnedFd, Errno> {
+    opened_while_alive(pid, || {
+        rustix::fs::open(
+            format!("/proc/{pid}/root"),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    })
+}
+
+/// Runs `open` (something under /proc/PID) between taking a pidfd of `pid` and checking
+/// that the process is still alive: what it opened belongs to that process, never to
+/// one that was given the same pid number after it exited.
+pub fn opened_while_alive<T>(
+    pid: i32,
+    open: impl FnOnce() -> Result<T, Errno>,
+) -> Result<T, Errno> {
     let raw = rustix::process::Pid::from_raw(pid).ok_or(Errno::SRCH)?;
     let pidfd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty())?;
-    let root = rustix::fs::open(
-        format!("/proc/{pid}/root"),
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
+    let opened = open()?;
     // A pidfd becomes readable when its process exits.
     let mut fds = [rustix::event::PollFd::new(
         &pidfd,
@@ -336,7 +348,7 @@ pub fn container_root(pid: i32) -> Result<OwnedFd, Errno> {
     if rustix::event::poll(&mut fds, Some(&zero))? > 0 {
         return Err(Errno::SRCH);
     }
-    Ok(root)
+    Ok(opened)
 }
 
 /// The mount id of an open handle (`STATX_MNT_ID`, the first field of mountinfo).
@@ -522,6 +534,10 @@ mod tests {
         assert!(p.open_dir().is_err());
     }
 
+    fn exchange(dir: &OwnedFd, a: &str, b: &str) {
+        rustix::fs::renameat_with(dir, a, dir, b, rustix::fs::RenameFlags::EXCHANGE).unwrap();
+    }
+
     #[test]
     fn an_inode_swapped_in_after_the_stat_is_not_what_gets_opened() {
         let (t, root) = tree();
@@ -532,14 +548,7 @@ mod tests {
         let p = Pinned::at(&etc, "passwd").unwrap();
         assert_eq!(p.file_type(), FileType::File);
         // ...then the container exchanges it with a FIFO (renameat2 RENAME_EXCHANGE).
-        rustix::fs::renameat_with(
-            &etc,
-            "passwd",
-            &etc,
-            "swap",
-            rustix::fs::RenameFlags::EXCHANGE,
-        )
-        .unwrap();
+        exchange(&etc, "passwd", "swap");
         // The reopen reaches the pinned regular file, never the FIFO now at its name.
         let mut s = String::new();
         p.open_regular().unwrap().read_to_string(&mut s).unwrap();
@@ -547,14 +556,7 @@ mod tests {
         assert!(fifo_has_no_reader(&t.path().join("etc/passwd")));
         // And a FIFO pinned before the swap stays a FIFO: refused, not opened.
         let q = Pinned::at(&etc, "passwd").unwrap();
-        rustix::fs::renameat_with(
-            &etc,
-            "passwd",
-            &etc,
-            "swap",
-            rustix::fs::RenameFlags::EXCHANGE,
-        )
-        .unwrap();
+        exchange(&etc, "passwd", "swap");
         assert!(q.open_regular().is_err());
         assert!(fifo_has_no_reader(&t.path().join("etc/swap")));
     }

@@ -35,26 +35,13 @@ pub struct ProcDir {
 impl ProcDir {
     /// Opens the process `pid` as it is now.
     pub fn open(pid: i32) -> std::io::Result<ProcDir> {
-        let raw = rustix::process::Pid::from_raw(pid).ok_or(Errno::SRCH)?;
-        let pidfd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty())?;
-        let dir = rustix::fs::open(
-            format!("/proc/{pid}"),
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        // A pidfd becomes readable when its process exits: if it is not, the directory
-        // was opened for this very process.
-        let mut fds = [rustix::event::PollFd::new(
-            &pidfd,
-            rustix::event::PollFlags::IN,
-        )];
-        let zero = rustix::fs::Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        if rustix::event::poll(&mut fds, Some(&zero))? > 0 {
-            return Err(Errno::SRCH.into());
-        }
+        let dir = crate::host::open::opened_while_alive(pid, || {
+            rustix::fs::open(
+                format!("/proc/{pid}"),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+        })?;
         Ok(ProcDir { pid, dir })
     }
 

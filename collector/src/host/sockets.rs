@@ -64,26 +64,24 @@ pub fn parse_net_table(proto: &str, bytes: &[u8]) -> Result<Vec<NetRow>, String>
         remote: addr(r),
         inode,
     };
+    macro_rules! rows {
+        ($entries:expr) => {
+            $entries
+                .iter()
+                .map(|e| {
+                    let state = format!("{:?}", e.state).to_uppercase();
+                    row(state, &e.local_address, &e.remote_address, e.inode)
+                })
+                .collect()
+        };
+    }
     match proto {
+        // procfs has one entry type per table, with the same fields.
         "tcp" | "tcp6" => procfs::net::TcpNetEntries::from_read(bytes, si)
-            .map(|t| {
-                t.0.iter()
-                    .map(|e| {
-                        let state = format!("{:?}", e.state).to_uppercase();
-                        row(state, &e.local_address, &e.remote_address, e.inode)
-                    })
-                    .collect()
-            })
+            .map(|t| rows!(t.0))
             .map_err(|e| e.to_string()),
         "udp" | "udp6" => procfs::net::UdpNetEntries::from_read(bytes, si)
-            .map(|t| {
-                t.0.iter()
-                    .map(|e| {
-                        let state = format!("{:?}", e.state).to_uppercase();
-                        row(state, &e.local_address, &e.remote_address, e.inode)
-                    })
-                    .collect()
-            })
+            .map(|t| rows!(t.0))
             .map_err(|e| e.to_string()),
         "unix" => Ok(parse_unix_table(bytes)),
         "raw" | "raw6" => Ok(std::str::from_utf8(bytes)
