@@ -390,33 +390,22 @@ fn manifest() -> Manifest {
 }
 
 fn rec(member: &[u8], path: &[u8], kind: ChangeKind, ft: FileType, mode: u32) -> ChangeRecord {
-    ChangeRecord {
-        member: ByteText(member.to_vec()),
-        path: ByteText(path.to_vec()),
-        source: Source::Upper,
-        kind,
-        file_type: ft,
-        mode,
-        uid: 0,
-        gid: 0,
-        size: 0,
-        stored_size: 0,
-        atime_ns: T0 - 7_000_000_000,
-        mtime_ns: T0 - 9_000_000_000,
-        ctime_ns: T0 - 9_000_000_000,
-        btime_ns: Some(T0 - 9_000_000_000),
-        sha256: None,
-        link_target: None,
-        hardlink_to: None,
-        hardlink_group: None,
-        nlink: 1,
-        rdev_major: 0,
-        rdev_minor: 0,
-        xattrs: vec![],
-        captured: true,
-        reason: None,
-        flags: vec![],
-    }
+    let mut r = ChangeRecord::new(member.to_vec(), path.to_vec(), Source::Upper, kind, ft);
+    r.mode = mode;
+    r.atime_ns = T0 - 7_000_000_000;
+    r.mtime_ns = T0 - 9_000_000_000;
+    r.ctime_ns = T0 - 9_000_000_000;
+    r.btime_ns = Some(T0 - 9_000_000_000);
+    r.nlink = 1;
+    r
+}
+
+// A header-only whiteout record (a deleted file or an opaque directory's marker).
+fn marker(member: &[u8], path: &[u8], kind: ChangeKind, reason: &str) -> ChangeRecord {
+    let mut r = rec(member, path, kind, FileType::Whiteout, 0);
+    r.captured = false;
+    r.reason = Some(reason.into());
+    r
 }
 
 fn file(member: &[u8], path: &[u8], kind: ChangeKind, mode: u32, body: &[u8]) -> ChangeRecord {
@@ -437,16 +426,10 @@ fn content() -> Vec<(ChangeRecord, Vec<u8>)> {
         none(),
     ));
     // A deleted image file: an OCI whiteout, header-only.
-    let mut wh = rec(
-        b"rootfs/etc/.wh.motd",
-        b"/etc/motd",
-        Deleted,
-        FileType::Whiteout,
-        0,
-    );
-    wh.captured = false;
-    wh.reason = Some("whiteout".into());
-    v.push((wh, none()));
+    v.push((
+        marker(b"rootfs/etc/.wh.motd", b"/etc/motd", Deleted, "whiteout"),
+        none(),
+    ));
     // Whole-second mtime and a short ASCII name: no PAX header at all.
     let body = b"* * * * * root /tmp/.x\n".to_vec();
     let mut cron = file(
@@ -527,16 +510,15 @@ fn content() -> Vec<(ChangeRecord, Vec<u8>)> {
         ),
         none(),
     ));
-    let mut opq = rec(
-        b"rootfs/var/cache/.wh..wh..opq",
-        b"/var/cache",
-        OpaqueDir,
-        FileType::Whiteout,
-        0,
-    );
-    opq.captured = false;
-    opq.reason = Some("opaque directory marker".into());
-    v.push((opq, none()));
+    v.push((
+        marker(
+            b"rootfs/var/cache/.wh..wh..opq",
+            b"/var/cache",
+            OpaqueDir,
+            "opaque directory marker",
+        ),
+        none(),
+    ));
 
     // A regular file whose own name starts with .wh.: literal/, never a whiteout.
     let body = b"not a whiteout\n".to_vec();
