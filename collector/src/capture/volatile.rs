@@ -350,16 +350,19 @@ fn memory_misses(processes: &[ProcessRecord]) -> (Vec<String>, usize) {
     }
     (out, no_read)
 }
-// The error texts procs::read_process and procs::read_memory put on a process record,
-// in one place (host/procs.rs writes them as text).
+// What procs::read_process and procs::read_memory recorded on a process, typed.
 fn exited_before_read(p: &ProcessRecord) -> bool {
-    p.errors.iter().any(|e| e.starts_with("stat unreadable"))
+    p.errors
+        .iter()
+        .any(|e| procs::ProcessError::of(e) == procs::ProcessError::ExitedBeforeRead)
 }
 
 fn exe_read_errors(p: &ProcessRecord) -> impl Iterator<Item = &String> {
-    p.errors.iter().filter(|e| e.starts_with("exe read"))
+    p.errors
+        .iter()
+        .filter(|e| matches!(procs::ProcessError::of(e), procs::ProcessError::ExeRead(_)))
 }
 
 fn is_memory_error(e: &str) -> bool {
-    e.starts_with("memory:")
+    matches!(procs::ProcessError::of(e), procs::ProcessError::Memory(_))
 }

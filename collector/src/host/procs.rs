@@ -23,6 +23,50 @@ pub struct Membership {
     pub notes: Vec<String>,
 }
 
+/// What went wrong reading a process, kept as text in `ProcessRecord::errors` (the
+/// bundle's format) and read back as this type by the capture: the text is written and
+/// parsed here only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcessError {
+    /// /proc/PID/stat could not be read: the process exited before it was read.
+    ExitedBeforeRead,
+    /// Reading the executable through /proc/PID/exe failed part-way.
+    ExeRead(String),
+    /// /proc/PID/mem could not be opened for the memory regions.
+    Memory(String),
+    /// Anything else (a list that could not be read, ...).
+    Other(String),
+}
+
+impl ProcessError {
+    const EXITED: &'static str = "stat unreadable (process exited?)";
+    const EXE_READ: &'static str = "exe read: ";
+    const MEMORY: &'static str = "memory: ";
+
+    /// The text recorded in the bundle.
+    pub fn text(&self) -> String {
+        match self {
+            ProcessError::ExitedBeforeRead => Self::EXITED.to_string(),
+            ProcessError::ExeRead(e) => format!("{}{e}", Self::EXE_READ),
+            ProcessError::Memory(e) => format!("{}{e}", Self::MEMORY),
+            ProcessError::Other(e) => e.clone(),
+        }
+    }
+
+    /// The error a recorded text stands for.
+    pub fn of(text: &str) -> ProcessError {
+        if text == Self::EXITED {
+            ProcessError::ExitedBeforeRead
+        } else if let Some(e) = text.strip_prefix(Self::EXE_READ) {
+            ProcessError::ExeRead(e.to_string())
+        } else if let Some(e) = text.strip_prefix(Self::MEMORY) {
+            ProcessError::Memory(e.to_string())
+        } else {
+            ProcessError::Other(text.to_string())
+        }
+    }
+}
+
 /// One process's `/proc/PID` directory, opened while a pidfd of that process showed it
 /// alive. Every read goes through this directory handle, which stays bound to that
 /// process: once it has exited, reads fail (the process is gone) instead of reaching a
@@ -479,7 +523,7 @@ pub fn read_process(
         .ok()
         .map(|(b, _)| parse_status(&b));
     if stat.is_none() {
-        errors.push("stat unreadable (process exited?)".into());
+        errors.push(ProcessError::ExitedBeforeRead.text());
     }
     let (argv, env) = {
         let a = read_capped("cmdline", MAX_PROC_LIST_BYTES);
@@ -591,7 +635,7 @@ pub fn read_process(
                         n_total += n as u64;
                     }
                     Err(e) => {
-                        errors.push(format!("exe read: {e}"));
+                        errors.push(ProcessError::ExeRead(e.to_string()).text());
                         break;
                     }
                 }
@@ -802,7 +846,7 @@ pub fn read_memory(
     let mut mem = match ProcDir::reopen(rec).and_then(|d| d.open_file("mem")) {
         Ok(f) => Some(f),
         Err(e) => {
-            rec.errors.push(format!("memory: {e}"));
+            rec.errors.push(ProcessError::Memory(e.to_string()).text());
             None
         }
     };
@@ -970,6 +1014,18 @@ mod tests {
         assert!(!wanted(MemoryScope::Exec, "rw-p", b"[heap]"));
         assert!(wanted(MemoryScope::Anon, "rw-p", b"[heap]"));
         assert!(!wanted(MemoryScope::None, "r-xp", b""));
+    }
+
+    #[test]
+    fn process_errors_read_back_as_what_was_recorded() {
+        for e in [
+            ProcessError::ExitedBeforeRead,
+            ProcessError::ExeRead("Input/output error".into()),
+            ProcessError::Memory("Permission denied".into()),
+            ProcessError::Other("cmdline: No such process".into()),
+        ] {
+            assert_eq!(ProcessError::of(&e.text()), e);
+        }
     }
 
     #[test]
