@@ -96,10 +96,11 @@ impl AnalyzeError {
                 }
                 VerifyError::Invalid(i) => {
                     let mut h = Vec::new();
-                    if i.reason.contains("unsigned") {
-                        h.push("the bundle carries no signature; omit --pubkey to check its hashes only (the signer stays UNSIGNED)".into());
-                    } else if i.reason.contains("signature") {
-                        h.push("check that --pubkey is the public key (PREFIX.pub) of the key that signed the capture".into());
+                    use exhibit_common::dsse::EnvelopeError;
+                    match i.envelope {
+                        Some(EnvelopeError::UnsignedWithKey) => h.push("the bundle carries no signature; omit --pubkey to check its hashes only (the signer stays UNSIGNED)".into()),
+                        Some(EnvelopeError::BadSignature) => h.push("check that --pubkey is the public key (PREFIX.pub) of the key that signed the capture".into()),
+                        _ => {}
                     }
                     h.push("do not trust this bundle's content: it changed after capture or is not an exhibit bundle".into());
                     h

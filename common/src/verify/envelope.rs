@@ -4,7 +4,7 @@
 //! against the signed predicate and the acquisition log's hash chain.
 
 use super::scan::Scan;
-use super::{invalid, VerifyError, VerifyOptions};
+use super::{invalid, Invalid, VerifyError, VerifyOptions};
 use crate::dsse::{self, Envelope, SignerStatus, Statement, PREDICATE_TYPE, STATEMENT_TYPE};
 use crate::json;
 use crate::limits;
@@ -29,8 +29,13 @@ pub(super) fn check(scan: &Scan, opts: &VerifyOptions) -> Result<Sealed, VerifyE
     // The signature first; nothing else is interpreted before it.
     let env: Envelope = json::parse_capped(envelope, limits::MAX_ENVELOPE)
         .map_err(|e| invalid(Some(ENVELOPE), e.to_string()))?;
-    let (payload, signer) =
-        dsse::open(&env, &opts.keys).map_err(|e| invalid(Some(ENVELOPE), e.to_string()))?;
+    let (payload, signer) = dsse::open(&env, &opts.keys).map_err(|e| {
+        VerifyError::Invalid(Invalid {
+            member: Some(ENVELOPE.to_string()),
+            reason: e.to_string(),
+            envelope: Some(e),
+        })
+    })?;
     let statement: Statement = json::parse_capped(&payload, limits::MAX_ENVELOPE)
         .map_err(|e| invalid(Some(ENVELOPE), format!("statement: {e}")))?;
     if statement.statement_type != STATEMENT_TYPE || statement.predicate_type != PREDICATE_TYPE {

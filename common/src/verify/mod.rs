@@ -45,6 +45,9 @@ pub enum VerifyError {
 pub struct Invalid {
     pub member: Option<String>,
     pub reason: String,
+    /// Why the envelope did not verify, when that is the failure (unsigned with a key,
+    /// no signature by the given key...): callers choose hints from this, not the text.
+    pub envelope: Option<crate::dsse::EnvelopeError>,
 }
 
 impl std::fmt::Display for Invalid {
@@ -70,6 +73,7 @@ fn invalid(member: Option<&str>, reason: impl Into<String>) -> VerifyError {
     VerifyError::Invalid(Invalid {
         member: member.map(str::to_string),
         reason: reason.into(),
+        envelope: None,
     })
 }
 
