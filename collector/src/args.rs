@@ -125,6 +125,11 @@ pub struct CaptureArgs {
     /// Most file content taken in total (e.g. 64GiB).
     #[arg(long, default_value = "64GiB", value_parser = parse_size)]
     pub max_total: u64,
+    /// Most bytes of memory regions and kept executables held in TMPDIR at once for one
+    /// capture (at most 1,000 executables); beyond it they are not taken and the bundle
+    /// is incomplete, never the host's disk full.
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    pub max_spool: u64,
     /// Only log lines since TIME (RFC 3339 or Unix seconds).
     #[arg(long)]
     pub logs_since: Option<String>,

@@ -41,6 +41,8 @@ pub struct CaptureOptions {
     pub note: Option<String>,
     pub max_file_size: u64,
     pub max_total: u64,
+    /// Budget for spooled memory regions and kept executables (`--max-spool`).
+    pub max_spool: u64,
     pub logs_since: Option<i64>,
     pub no_logs: bool,
     pub volumes: VolumesMode,

@@ -21,6 +21,40 @@ pub(super) struct Volatile {
     pub kept: BTreeMap<String, procs::KeptExe>,
     pub sockets: Vec<SocketRecord>,
     pub regions: Vec<procs::KeptRegion>,
+    /// What is left of the capture's spool budget.
+    spool: SpoolBudget,
+    /// Executables read but not kept because the budget was spent.
+    spool_misses: Vec<String>,
+}
+
+/// The capture's budget for what it holds in TMPDIR before the bundle is written:
+/// memory regions and kept executables (`--max-spool` bytes, at most
+/// `MAX_KEPT_EXECUTABLES` executables). Beyond it nothing more is spooled and what was
+/// not taken is recorded (the bundle is incomplete), so a container cannot fill the
+/// host's temporary disk.
+#[derive(Default)]
+struct SpoolBudget {
+    bytes_left: u64,
+    exes_left: u64,
+}
+
+impl SpoolBudget {
+    fn new(bytes: u64) -> Self {
+        SpoolBudget {
+            bytes_left: bytes,
+            exes_left: exhibit_common::limits::MAX_KEPT_EXECUTABLES,
+        }
+    }
+
+    /// Takes `size` bytes and one executable from the budget, or says why not.
+    fn take_exe(&mut self, size: u64) -> Result<(), &'static str> {
+        if self.exes_left == 0 || size > self.bytes_left {
+            return Err(procs::SPOOL_BUDGET_EXCEEDED);
+        }
+        self.exes_left -= 1;
+        self.bytes_left -= size;
+        Ok(())
+    }
 }
 
 impl Run<'_> {
@@ -31,7 +65,10 @@ impl Run<'_> {
         progress: &crate::progress::Progress,
     ) -> Volatile {
         progress.step("processes");
-        let mut v = Volatile::default();
+        let mut v = Volatile {
+            spool: SpoolBudget::new(self.opts.max_spool),
+            ..Volatile::default()
+        };
         let facts = self.facts;
         match facts.init_pid.filter(|_| facts.running) {
             Some(init) => {
@@ -80,7 +117,14 @@ impl Run<'_> {
                 &mut digests,
             );
             if let Some(k) = exe {
-                v.kept.entry(k.sha256.clone()).or_insert(k);
+                if !v.kept.contains_key(&k.sha256) {
+                    if let Err(why) = v.spool.take_exe(k.size) {
+                        v.spool_misses
+                            .push(format!("pid {pid}: executable not kept: {why}"));
+                    } else {
+                        v.kept.insert(k.sha256.clone(), k);
+                    }
+                }
             }
             v.processes.push(rec);
         }
@@ -130,11 +174,13 @@ impl Run<'_> {
             per_region: 64 << 20,
             per_process: 256 << 20,
             regions_left: exhibit_common::limits::MAX_MEMORY_REGIONS,
+            spool_left: v.spool.bytes_left,
         };
         for p in v.processes.iter_mut() {
             v.regions
                 .extend(procs::read_memory(p, self.opts.memory, &mut caps));
         }
+        v.spool.bytes_left = caps.spool_left;
         // Regions not taken (unreadable, vanished, the process gone, over a cap) are
         // on their process records and listed here; the capture goes on.
         let (missed, no_read) = memory_misses(&v.processes);
@@ -162,11 +208,13 @@ impl Run<'_> {
     }
 
     fn keep_executables(&mut self, v: &mut Volatile) {
+        // Executables read with their process (deleted, memfd) that the budget refused.
         let mut exe_misses: Vec<String> = v
             .processes
             .iter()
             .flat_map(|p| exe_read_errors(p).map(move |e| format!("pid {}: {e}", p.pid)))
             .collect();
+        exe_misses.append(&mut v.spool_misses);
         for p in v.processes.iter() {
             if p.exe_deleted
                 || p.memfd
@@ -178,10 +226,35 @@ impl Run<'_> {
                 continue;
             };
             if !host::exists_in_container(p.pid, exe) {
-                match procs::keep_exe(p, self.opts.max_file_size) {
-                    Some(k) => {
-                        v.kept.entry(k.sha256.clone()).or_insert(k);
-                    }
+                if v.spool.exes_left == 0 || v.spool.bytes_left == 0 {
+                    exe_misses.push(format!(
+                        "pid {}: {} not kept: {}",
+                        p.pid,
+                        exe,
+                        procs::SPOOL_BUDGET_EXCEEDED
+                    ));
+                    continue;
+                }
+                // Read no more than the budget allows; an executable cut by the budget
+                // (not by --max-file-size) is not kept.
+                let cap = self.opts.max_file_size.min(v.spool.bytes_left);
+                let over_budget =
+                    cap < self.opts.max_file_size && p.exe_size.is_some_and(|size| size > cap);
+                match procs::keep_exe(p, cap) {
+                    Some(_) if over_budget => exe_misses.push(format!(
+                        "pid {}: {} not kept: {}",
+                        p.pid,
+                        exe,
+                        procs::SPOOL_BUDGET_EXCEEDED
+                    )),
+                    Some(k) => match v.spool.take_exe(k.size) {
+                        Ok(()) => {
+                            v.kept.entry(k.sha256.clone()).or_insert(k);
+                        }
+                        Err(why) => {
+                            exe_misses.push(format!("pid {}: {} not kept: {why}", p.pid, exe))
+                        }
+                    },
                     None => exe_misses.push(format!(
                         "pid {}: {} could not be read through /proc/PID/exe (process exited?)",
                         p.pid, exe
@@ -189,12 +262,14 @@ impl Run<'_> {
                 }
             }
         }
+        // A process names a kept executable exactly when its content is in the bundle
+        // (one the spool budget refused is not).
         for p in v.processes.iter_mut() {
-            if let Some(d) = &p.exe_sha256 {
-                if v.kept.contains_key(d) {
-                    p.exe_member = Some(format!("exhibit/exe/{d}"));
-                }
-            }
+            p.exe_member = p
+                .exe_sha256
+                .as_ref()
+                .filter(|d| v.kept.contains_key(*d))
+                .map(|d| format!("exhibit/exe/{d}"));
         }
         self.log.record(
             "executables",
@@ -365,4 +440,22 @@ fn exe_read_errors(p: &ProcessRecord) -> impl Iterator<Item = &String> {
 
 fn is_memory_error(e: &str) -> bool {
     matches!(procs::ProcessError::of(e), procs::ProcessError::Memory(_))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SpoolBudget;
+
+    #[test]
+    fn the_spool_budget_counts_bytes_and_executables() {
+        let mut b = SpoolBudget::new(10);
+        assert!(b.take_exe(6).is_ok());
+        assert!(b.take_exe(5).is_err(), "over the bytes left");
+        assert!(b.take_exe(4).is_ok());
+        assert_eq!(b.bytes_left, 0);
+        let mut n = SpoolBudget::new(u64::MAX);
+        n.exes_left = 1;
+        assert!(n.take_exe(0).is_ok());
+        assert!(n.take_exe(0).is_err(), "over the executable count");
+    }
 }

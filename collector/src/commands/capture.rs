@@ -130,6 +130,7 @@ pub async fn run(args: CaptureArgs) -> Result<ExitStatus> {
         examiner: args.examiner.clone(),
         note: args.note.clone(),
         max_file_size: args.max_file_size,
+        max_spool: args.max_spool,
         max_total: args.max_total,
         logs_since: since,
         no_logs: args.no_logs,

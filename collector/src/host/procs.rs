@@ -771,12 +771,17 @@ pub enum MemoryScope {
     Anon,
 }
 
+/// Why a memory region or an executable was not taken: the capture's spool budget.
+pub const SPOOL_BUDGET_EXCEEDED: &str = "over the capture's spool budget (--max-spool)";
+
 /// Caps on memory capture.
 #[derive(Debug, Clone, Copy)]
 pub struct MemoryCaps {
     pub per_region: u64,
     pub per_process: u64,
     pub regions_left: u64,
+    /// What is left of the capture's spool budget (`--max-spool`), in bytes.
+    pub spool_left: u64,
 }
 
 /// A memory region spooled for the bundle.
@@ -879,6 +884,8 @@ pub fn read_memory(
             region.error = Some("over the bundle's memory-region limit".into());
         } else if taken + len > caps.per_process {
             region.error = Some("over the per-process memory cap".into());
+        } else if len > caps.spool_left {
+            region.error = Some(SPOOL_BUDGET_EXCEEDED.into());
         } else if !perms.starts_with('r') {
             region.error = Some("mapping is not readable".into());
         } else if let Some(m) = mem.as_mut() {
@@ -892,6 +899,7 @@ pub fn read_memory(
                     }
                     taken += len;
                     caps.regions_left -= 1;
+                    caps.spool_left -= len;
                     kept.push(KeptRegion {
                         member,
                         size: len,
@@ -956,6 +964,7 @@ mod tests {
             per_region: 64 << 20,
             per_process: 256 << 20,
             regions_left: 10,
+            spool_left: u64::MAX,
         };
         let kept = read_memory(&mut rec, MemoryScope::Anon, &mut caps);
         assert_eq!(kept.len(), 1, "{:?}", rec.memory);
@@ -1060,6 +1069,7 @@ mod tests {
             per_region: 1 << 20,
             per_process: 1 << 20,
             regions_left: 10,
+            spool_left: u64::MAX,
         };
         let mut anon = reused.clone();
         assert!(read_memory(&mut anon, MemoryScope::Anon, &mut caps).is_empty());

@@ -512,6 +512,50 @@ fn engine_api_fallback_gives_the_same_changes_as_the_upper_dir() {
 }
 
 #[test]
+fn the_spool_budget_bounds_memory_and_executables_and_makes_the_bundle_incomplete() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Container::start(Rt::Docker, "web", &[]);
+    c.sh("cp /bin/busybox /tmp/sleep && (/tmp/sleep 3600 >/dev/null 2>&1 &) && sleep 0.3 && rm /tmp/sleep");
+    // A budget of one byte: no region and no executable fits, nothing is spooled.
+    let (out, bundle) = c.capture(
+        dir.path(),
+        &["--unsigned", "--memory", "anon", "--max-spool", "1"],
+    );
+    support::expect_code(&out, 1, "a capture over its spool budget");
+    let v = verified_unsigned(&bundle.expect("bundle written"));
+    let procs: Vec<ProcessRecord> = jsonl(&v, "exhibit/processes.jsonl");
+    let over: Vec<_> = procs
+        .iter()
+        .flat_map(|p| p.memory.iter())
+        .filter(|r| r.error.as_deref() == Some("over the capture's spool budget (--max-spool)"))
+        .collect();
+    assert!(
+        !over.is_empty(),
+        "no region refused by the budget: {procs:?}"
+    );
+    assert!(procs
+        .iter()
+        .flat_map(|p| p.memory.iter())
+        .all(|r| r.member.is_none()));
+    let deleted = procs
+        .iter()
+        .find(|p| p.exe.as_ref().map(|e| e.as_bytes()) == Some(b"/tmp/sleep"))
+        .expect("process of the deleted binary");
+    assert!(deleted.exe_deleted && deleted.exe_member.is_none());
+    let lost = serde_json::to_string(&v.manifest().completeness).unwrap();
+    assert!(
+        lost.contains("memory-not-taken") && lost.contains("executables-not-kept"),
+        "{lost}"
+    );
+    let events: Vec<serde_json::Value> = jsonl(&v, "exhibit/acquisition.jsonl");
+    let exes = events
+        .iter()
+        .find(|e| e["step"] == "executables")
+        .expect("executables event");
+    assert!(exes.to_string().contains("--max-spool"), "{exes}");
+}
+
+#[test]
 fn deleted_binaries_are_kept_and_memory_regions_taken() {
     let dir = tempfile::tempdir().unwrap();
     let c = Container::start(Rt::Docker, "web", &[]);
