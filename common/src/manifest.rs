@@ -133,6 +133,9 @@ pub enum ReasonCode {
     FsNotCaptured,
     /// Filesystem entries (or whole mounts) lost to errors during the walk.
     FilesLost,
+    /// Files that changed (or grew) while they were read: recorded, content not taken
+    /// or not as it was when the capture began (flag `changed-during-read`).
+    FilesChanged,
     /// The runtime's log API failed.
     LogsUnreadable,
     /// Memory regions `--memory` wanted were not taken (unreadable, gone, over a cap).

@@ -53,6 +53,15 @@ impl Run<'_> {
                 None,
             );
         }
+        if stats.changed > 0 {
+            self.lost(
+                ReasonCode::FilesChanged,
+                format!(
+                    "{} files changed while they were read (their records are flagged changed-during-read)",
+                    stats.changed
+                ),
+            );
+        }
         if !stats.errors.is_empty() {
             self.lost(
                 ReasonCode::FilesLost,

@@ -54,6 +54,9 @@ pub struct WalkStats {
     pub entries: u64,
     pub bytes: u64,
     pub not_captured: u64,
+    /// Files that changed (or grew, or were unlinked) while they were read: flagged
+    /// `changed-during-read` on their records; the bundle is incomplete.
+    pub changed: u64,
     /// Errors that lost part of the source (make the bundle incomplete).
     pub errors: Vec<String>,
     /// Extended attributes left out of a record (flag `xattrs-dropped` on the record):
@@ -427,6 +430,7 @@ impl<'w, W: Write> Walker<'w, W> {
                 rec.reason = Some("changed during read".into());
                 rec.flags.push("changed-during-read".into());
                 rec.stored_size = 0;
+                self.stats.changed += 1;
                 return self.emit(rec, None);
             }
             Err(e) => {
@@ -492,7 +496,8 @@ impl<'w, W: Write> Walker<'w, W> {
             None => &mut file_reader,
         };
         let check = &file;
-        self.emit_with(rec, Some(reader), |rec, outcome: CopyOutcome| {
+        let changed = std::cell::Cell::new(false);
+        let result = self.emit_with(rec, Some(reader), |rec, outcome: CopyOutcome| {
             let after = rustix::fs::statx(
                 check.as_fd(),
                 "",
@@ -514,6 +519,7 @@ impl<'w, W: Write> Walker<'w, W> {
                 .map(|s| s.st_nlink == 0)
                 .unwrap_or(false);
             if outcome.short || outcome.grew || vanished || (!metacopy && after != Some(before)) {
+                changed.set(true);
                 rec.captured = false;
                 rec.flags.push("changed-during-read".into());
                 if vanished {
@@ -523,7 +529,11 @@ impl<'w, W: Write> Walker<'w, W> {
                     rec.reason = Some("changed during read".into());
                 }
             }
-        })
+        });
+        if changed.get() {
+            self.stats.changed += 1;
+        }
+        result
     }
 
     /// Sets the record's extended attributes; one that cannot be stored is flagged on

@@ -865,10 +865,7 @@ fn a_file_that_shrinks_or_vanishes_during_the_read_is_flagged() {
         );
         c.sh(action);
         let (st, err) = support::wait_with_stderr(child);
-        assert!(
-            matches!(st.code(), Some(0) | Some(1)),
-            "{name}: {st}: {err}"
-        );
+        assert!(st.code() == Some(1), "{name}: {st}: {err}");
         let v = verified_unsigned(&target);
         let recs = records(&v);
         let r = record(&recs, format!("/tmp/{name}").as_bytes());
@@ -878,6 +875,8 @@ fn a_file_that_shrinks_or_vanishes_during_the_read_is_flagged() {
             "{name}: {r:?}"
         );
         assert_eq!(r.size, 3 << 30, "{name}: the size statx saw");
+        let lost = serde_json::to_string(&v.manifest().completeness).unwrap();
+        assert!(lost.contains("files-changed"), "{name}: {lost}");
         assert_eq!(r.stored_size, r.size, "{name}: {r:?}");
         if name == "vanishes" {
             assert_eq!(r.reason.as_deref(), Some("vanished during read"));

@@ -292,7 +292,11 @@ fn a_file_growing_during_the_read_is_stored_at_its_first_size_and_flagged() {
     );
     c.sh("touch /tmp/stop");
     let err = stderr(&out);
-    assert!(matches!(out.status.code(), Some(0) | Some(1)), "{err}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a file that changed while read makes the bundle incomplete: {err}"
+    );
     let bundle = bundle.expect("a sealed bundle");
     let v = verified_unsigned(&bundle);
     let recs: Vec<ChangeRecord> = support::records(&v);
@@ -306,6 +310,8 @@ fn a_file_growing_during_the_read_is_stored_at_its_first_size_and_flagged() {
     assert!(!grow.captured, "{grow:?}");
     assert_eq!(grow.reason.as_deref(), Some("changed during read"));
     assert!(grow.flags.iter().any(|f| f == "changed-during-read"));
+    let lost = serde_json::to_string(&v.manifest().completeness).unwrap();
+    assert!(lost.contains("files-changed"), "{lost}");
     let plain = plain_bytes(&bundle);
     let mut ar = tar::Archive::new(&plain[..]);
     let mut stored = None;
