@@ -931,6 +931,9 @@ mod tests {
     fn regions_are_copied_in_chunks_and_unreadable_ones_are_recorded_not_fatal() {
         use std::io::Read as _;
         let me = std::process::id() as i32;
+        // Allocated before the maps are read: an allocation this large is its own mmap.
+        let own = vec![0x5au8; 3 * REGION_CHUNK];
+        let at = own.as_ptr() as u64;
         let (mut rec, _) = read_process(
             me,
             vec![],
@@ -940,8 +943,9 @@ mod tests {
             procfs::boot_time_secs().ok(),
             &mut ExeDigests::default(),
         );
-        // A private anonymous mapping larger than one chunk (a thread stack or the heap
-        // arena of this test process), and a range that is never mapped (page 1).
+        // A private anonymous mapping larger than one chunk that this test owns (an
+        // allocation this large is its own mmap; another test thread's stack could be
+        // unmapped mid-test), and a range that is never mapped (page 1).
         let big = rec
             .maps
             .items
@@ -950,12 +954,14 @@ mod tests {
                 parse_maps_line(&l.0).is_some_and(|m| {
                     m.perms == "rw-p"
                         && m.path.is_empty()
+                        && m.start <= at
+                        && at < m.end
                         && (m.end - m.start) > REGION_CHUNK as u64
                         && (m.end - m.start) <= 64 << 20
                 })
             })
             .cloned()
-            .expect("an anonymous rw-p mapping over 1 MiB");
+            .expect("the test's own anonymous rw-p mapping over 1 MiB");
         rec.maps.items = vec![
             big.clone(),
             ByteText::from("1000-2000 rw-p 00000000 00:00 0"),
@@ -967,6 +973,7 @@ mod tests {
             spool_left: u64::MAX,
         };
         let kept = read_memory(&mut rec, MemoryScope::Anon, &mut caps);
+        assert_eq!(own[0], 0x5a, "the mapping stays alive while it is read");
         assert_eq!(kept.len(), 1, "{:?}", rec.memory);
         let mut spooled = Vec::new();
         kept[0]
