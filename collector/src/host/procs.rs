@@ -943,25 +943,15 @@ mod tests {
             procfs::boot_time_secs().ok(),
             &mut ExeDigests::default(),
         );
-        // A private anonymous mapping larger than one chunk that this test owns (an
-        // allocation this large is its own mmap; another test thread's stack could be
-        // unmapped mid-test), and a range that is never mapped (page 1).
-        let big = rec
-            .maps
-            .items
-            .iter()
-            .find(|l| {
-                parse_maps_line(&l.0).is_some_and(|m| {
-                    m.perms == "rw-p"
-                        && m.path.is_empty()
-                        && m.start <= at
-                        && at < m.end
-                        && (m.end - m.start) > REGION_CHUNK as u64
-                        && (m.end - m.start) <= 64 << 20
-                })
-            })
-            .cloned()
-            .expect("the test's own anonymous rw-p mapping over 1 MiB");
+        // A range larger than one chunk inside memory this test owns (the kernel may
+        // merge its mapping with neighbours, such as other test threads' stacks, that
+        // can be unmapped mid-test: only the allocation's own whole pages are read),
+        // and a range that is never mapped (page 1).
+        let page = 4096u64;
+        let start = at.div_ceil(page) * page;
+        let end = (at + own.len() as u64) / page * page;
+        assert!(end - start > REGION_CHUNK as u64);
+        let big = ByteText::from(format!("{start:x}-{end:x} rw-p 00000000 00:00 0").as_str());
         rec.maps.items = vec![
             big.clone(),
             ByteText::from("1000-2000 rw-p 00000000 00:00 0"),
@@ -984,6 +974,10 @@ mod tests {
             .unwrap();
         let region = &rec.memory[0];
         assert_eq!(spooled.len() as u64, region.size);
+        assert!(
+            spooled.iter().all(|&b| b == 0x5a),
+            "the bytes of the allocation"
+        );
         assert_eq!(kept[0].size, region.size);
         assert_eq!(
             region.sha256.as_deref(),
