@@ -226,7 +226,13 @@ impl Run<'_> {
                 continue;
             };
             if !host::exists_in_container(p.pid, exe) {
-                if v.spool.exes_left == 0 || v.spool.bytes_left == 0 {
+                // Read no more than the budget allows; an executable the budget would
+                // cut (not --max-file-size) is not read at all.
+                let cap = self.opts.max_file_size.min(v.spool.bytes_left);
+                let over_budget = v.spool.exes_left == 0
+                    || v.spool.bytes_left == 0
+                    || (cap < self.opts.max_file_size && p.exe_size.is_some_and(|size| size > cap));
+                if over_budget {
                     exe_misses.push(format!(
                         "pid {}: {} not kept: {}",
                         p.pid,
@@ -235,18 +241,7 @@ impl Run<'_> {
                     ));
                     continue;
                 }
-                // Read no more than the budget allows; an executable cut by the budget
-                // (not by --max-file-size) is not kept.
-                let cap = self.opts.max_file_size.min(v.spool.bytes_left);
-                let over_budget =
-                    cap < self.opts.max_file_size && p.exe_size.is_some_and(|size| size > cap);
                 match procs::keep_exe(p, cap) {
-                    Some(_) if over_budget => exe_misses.push(format!(
-                        "pid {}: {} not kept: {}",
-                        p.pid,
-                        exe,
-                        procs::SPOOL_BUDGET_EXCEEDED
-                    )),
                     Some(k) => match v.spool.take_exe(k.size) {
                         Ok(()) => {
                             v.kept.entry(k.sha256.clone()).or_insert(k);

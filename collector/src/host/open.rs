@@ -191,16 +191,6 @@ pub fn read_regular_beneath(root: impl AsFd, rel: &[u8], cap: u64) -> Result<Vec
     Ok(out)
 }
 
-/// Opens the directory `name` in `dir` without following a symlink.
-pub fn open_dir_at(dir: impl AsFd, name: impl rustix::path::Arg) -> Result<OwnedFd, Errno> {
-    rustix::fs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-}
-
 /// Opens a host directory (the upper dir, a lower layer: paths the runtime gave, not the
 /// container) by path.
 pub fn open_host_dir(path: impl rustix::path::Arg) -> Result<OwnedFd, Errno> {
@@ -225,11 +215,6 @@ pub fn open_log_file(path: &std::path::Path) -> std::io::Result<(File, u64)> {
             .stx_size
             .min(exhibit_common::limits::MAX_ENTRY_SIZE),
     ))
-}
-
-/// Whether `rel` exists beneath a lower layer's root (resolved strictly; `O_PATH`).
-pub fn exists_beneath(root: impl AsFd, rel: &[u8]) -> bool {
-    Pinned::beneath(root, rel).is_ok()
 }
 
 /// Reads at most `cap` bytes of the regular file `path` of the container's filesystem,

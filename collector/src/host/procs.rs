@@ -94,7 +94,9 @@ impl ProcDir {
     /// start time, else "process exited".
     pub fn reopen(rec: &ProcessRecord) -> std::io::Result<ProcDir> {
         let d = ProcDir::open(rec.pid)?;
-        let now = d.start_time(procfs::boot_time_secs().ok());
+        // Boot time is read once per run: every later phase reopens many processes.
+        static BOOT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+        let now = d.start_time(*BOOT.get_or_init(|| procfs::boot_time_secs().ok()));
         if now.is_none() || now != rec.start_time {
             return Err(std::io::Error::other(format!(
                 "process {} exited (the pid now names another process)",
